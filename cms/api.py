@@ -1,0 +1,821 @@
+"""Every cms operation, as plain functions over typed records.
+
+The CLI and the MCP server call these and only render what they return; nothing here
+prints. Failures are :class:`cms.errors.CmsError` with the message and exit code of
+DESIGN.md, raised before anything is changed: a refused command leaves state as it was.
+
+A session's lifecycle: ``delegate``/``spawn`` create the record; a turn is started by
+marking it ``running`` (or ``queued`` when the project's parallel limit is reached)
+and launching its detached supervisor, which records the outcome. Waiting is polling
+the record, so a waiter can come and go (another terminal, a later conversation)
+without affecting the turn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import math
+import os
+import re
+import time
+import unicodedata
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cms import claude, launcher, procs
+from cms.errors import (
+    BadInput,
+    BudgetExhausted,
+    CmsError,
+    EnvironmentProblem,
+    WrongState,
+)
+from cms.models import (
+    SENDABLE,
+    SUCCESSFUL,
+    Preset,
+    ProjectConfig,
+    SessionRecord,
+    Status,
+    utcnow,
+)
+from cms.paths import ProjectPaths, cms_home, resolve_project, valid_name
+from cms.store import Store
+
+POLL_S = 0.1
+#: How often a waiter re-checks the queue in case every supervisor died.
+QUEUE_KICK_S = 2.0
+
+Progress = Callable[[list[SessionRecord]], None]
+
+
+# -- the project context ---------------------------------------------------------
+
+
+@dataclass
+class Project:
+    """One project's state and the environment cms was called with."""
+
+    paths: ProjectPaths
+    store: Store
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    @property
+    def directory(self) -> Path:
+        return self.paths.project
+
+
+def open_project(
+    project: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Project:
+    """The project of ``--project``, ``$CMS_PROJECT`` or the working directory."""
+    env = dict(os.environ if env is None else env)
+    if project is not None and not os.path.isdir(os.path.expanduser(os.fspath(project))):
+        raise BadInput(f"project directory {os.fspath(project)!r} does not exist")
+    directory = resolve_project(project, env)
+    paths = ProjectPaths.for_project(directory, cms_home(env))
+    return Project(paths=paths, store=Store(paths), env=env)
+
+
+# -- validation --------------------------------------------------------------------
+
+
+def check_name(name: str) -> str:
+    if not valid_name(name):
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        raise BadInput(
+            f"invalid session name {shown!r}: use 1-63 characters of a-z, 0-9, '.', '_' "
+            "or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def check_cost(value: float | None, what: str = "--max-cost") -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or math.isnan(value) or math.isinf(value):
+        raise BadInput(f"invalid {what} {value!r}: give a finite amount in USD, e.g. 2.50")
+    if value <= 0:
+        raise BadInput(f"invalid {what} {value!r}: it must be greater than 0")
+    if value > 100_000:
+        raise BadInput(f"invalid {what} {value!r}: more than $100,000 is surely a typo")
+    return float(value)
+
+
+def check_turns(value: int | None, what: str = "--max-turns") -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value > 100_000:
+        raise BadInput(f"invalid {what} {value!r}: give a whole number from 1 to 100000")
+    return value
+
+
+def check_timeout(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, int | float)
+        or math.isnan(value)
+        or math.isinf(value)
+        or value <= 0
+        or value > 7 * 86400
+    ):
+        raise BadInput(f"invalid --timeout {value!r}: give seconds, more than 0, at most a week")
+    return float(value)
+
+
+def check_preset(value: str | Preset | None) -> Preset | None:
+    if value is None:
+        return None
+    try:
+        return Preset(value)
+    except ValueError:
+        choices = ", ".join(p.value for p in Preset)
+        raise BadInput(f"unknown preset {value!r}: choose one of {choices}") from None
+
+
+def name_from_task(task: str, taken: Iterable[str]) -> str:
+    """A readable name from the task's first words, unique in the project."""
+    ascii_text = unicodedata.normalize("NFKD", task).encode("ascii", "ignore").decode()
+    words = re.findall(r"[a-z0-9]+", ascii_text.lower())
+    stem = ""
+    for word in words:
+        candidate = f"{stem}-{word}" if stem else word
+        if len(candidate) > 32:
+            break
+        stem = candidate
+        if stem.count("-") >= 4:
+            break
+    stem = stem or "task"
+    taken_set = set(taken)
+    name, n = stem, 2
+    while name in taken_set:
+        name = f"{stem}-{n}"
+        n += 1
+    return name
+
+
+# -- reading -------------------------------------------------------------------
+
+
+def _refresh(project: Project, record: SessionRecord) -> SessionRecord:
+    """Show a running session whose supervisor is gone as interrupted (and record it)."""
+    if record.status is not Status.RUNNING or launcher.supervisor_alive(record):
+        return record
+
+    def interrupt(r: SessionRecord) -> None:
+        if r.status is Status.RUNNING and not launcher.supervisor_alive(r):
+            if r.child_pid and r.child_started:
+                procs.kill_tree(r.child_pid, grace_s=1.0, started=r.child_started)
+            r.status = Status.INTERRUPTED
+            r.error = "its supervisor died before recording an outcome"
+            r.pid = r.pid_started = r.child_pid = r.child_started = None
+            r.deadline = None
+            r.ended_at = utcnow()
+            if transcript_exists(r.session_id, project.env):
+                r.has_conversation = True
+
+    try:
+        return project.store.update(record.name, interrupt)
+    except CmsError:
+        record.status = Status.INTERRUPTED
+        return record
+
+
+def transcript_exists(session_id: str, env: Mapping[str, str]) -> bool:
+    """Whether Claude Code saved a conversation with this id (so --resume can load it)."""
+    if not session_id:
+        return False
+    config = env.get("CLAUDE_CONFIG_DIR") or os.path.join(
+        env.get("HOME") or str(Path.home()), ".claude"
+    )
+    pattern = os.path.join(glob.escape(config), "projects", "*", f"{session_id}.jsonl")
+    return bool(glob.glob(pattern))
+
+
+def get_session(project: Project, name: str, mark_read: bool = False) -> SessionRecord:
+    record = _refresh(project, project.store.load(check_name(name)))
+    if mark_read and not record.result_read and not record.status.active:
+        record = project.store.update(record.name, lambda r: setattr(r, "result_read", True))
+    return record
+
+
+@dataclass
+class SessionList:
+    sessions: list[SessionRecord]
+    problems: list[str]
+
+
+def list_sessions(project: Project, status: str | None = None) -> SessionList:
+    if status is not None:
+        try:
+            wanted: Status | None = Status(status)
+        except ValueError:
+            choices = ", ".join(s.value for s in Status)
+            raise BadInput(f"unknown status {status!r}: choose one of {choices}") from None
+    else:
+        wanted = None
+    listing = project.store.list()
+    records = [_refresh(project, r) for r in listing.records]
+    if any(r.status is Status.QUEUED for r in records):
+        _kick_queue(project)
+    if wanted is not None:
+        records = [r for r in records if r.status is wanted]
+    return SessionList(records, listing.problems)
+
+
+def _kick_queue(project: Project) -> None:
+    # A read must not fail because the queue could not be advanced.
+    with contextlib.suppress(CmsError):
+        launcher.start_queued(project.store)
+
+
+# -- starting turns ----------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    """Settings of a new session (None: the project's default, else cms's)."""
+
+    preset: str | None = None
+    model: str | None = None
+    max_cost_usd: float | None = None
+    max_turns: int | None = None
+    timeout_s: float | None = None
+    cwd: str | None = None
+    worktree: bool = False
+
+
+def _current_depth(env: Mapping[str, str]) -> int:
+    try:
+        return max(0, int(env.get("CMS_DEPTH", "0") or 0))
+    except ValueError:
+        return 0
+
+
+def _check_can_start(project: Project, config: ProjectConfig) -> None:
+    depth = _current_depth(project.env)
+    if depth >= config.limits.max_depth:
+        raise BadInput(
+            f"this session is at nesting depth {depth}, the project's maximum "
+            f"(max_depth={config.limits.max_depth}); do the work here instead of delegating"
+        )
+    cap = config.limits.max_cost_usd
+    if cap is not None:
+        spent = project_spend(project)
+        if spent >= cap:
+            raise BudgetExhausted(
+                f"the project's spend ${spent:.4f} has reached its cap ${cap:.4f}; "
+                "raise it with `cms budget --max-cost USD`"
+            )
+
+
+def project_spend(project: Project) -> float:
+    return sum(r.cost_usd for r in project.store.list().records)
+
+
+def _locate_claude(project: Project) -> claude.ClaudeBinary:
+    home = project.paths.home
+    return claude.locate(home if home.is_dir() else None, project.env)
+
+
+def _resolve_cwd(project: Project, cwd: str | None) -> str:
+    if cwd is None:
+        return str(project.directory)
+    path = Path(os.path.expanduser(cwd))
+    if not path.is_absolute():
+        path = Path(os.getcwd()) / path
+    if not path.is_dir():
+        raise BadInput(f"--cwd {cwd!r} is not a directory")
+    return os.path.realpath(path)
+
+
+def spawn_session(
+    project: Project,
+    name: str | None,
+    task: str,
+    options: Options,
+    prompt: str | None = None,
+) -> SessionRecord:
+    """Create a session; start ``prompt`` as its first turn when given."""
+    config = project.store.load_project()
+    defaults = config.defaults
+    preset = check_preset(options.preset) or defaults.preset or Preset.EDIT
+    max_cost = check_cost(
+        options.max_cost_usd if options.max_cost_usd is not None else defaults.max_cost_usd
+    )
+    max_turns = check_turns(
+        options.max_turns if options.max_turns is not None else defaults.max_turns
+    )
+    timeout = check_timeout(
+        options.timeout_s if options.timeout_s is not None else defaults.timeout_s
+    )
+    model = options.model or defaults.model
+    if model is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:\[\]-]{0,99}", model):
+        raise BadInput(f"invalid --model {model[:80]!r}: give a model name such as 'sonnet'")
+    if name is not None:
+        check_name(name)
+    if options.worktree:
+        raise BadInput("--worktree is not available in this version of cms")
+    cwd = _resolve_cwd(project, options.cwd)
+    if not task.strip() and prompt is None and name is None:
+        raise BadInput("the task is empty: say what the session should do")
+    if prompt is not None and not prompt.strip():
+        raise BadInput("the message is empty: say what the session should do")
+    claude.check_preset_runnable(preset)
+    _check_can_start(project, config)
+    _locate_claude(project)  # exit 3 before any record exists
+    project.store.ensure_dirs()
+    if name is None:
+        taken = [r.name for r in project.store.list().records]
+        name = name_from_task(task, taken)
+    parent = project.env.get("CLAUDE_CODE_SESSION_ID") or project.env.get("CMS_PARENT_SESSION")
+    record = SessionRecord(
+        name=name,
+        status=Status.COMPLETED if prompt is None else Status.QUEUED,
+        preset=preset,
+        model=model,
+        task=task,
+        max_cost_usd=max_cost,
+        max_turns=max_turns,
+        timeout_s=timeout,
+        session_id=str(uuid.uuid4()),
+        cwd=cwd,
+        project=str(project.directory),
+        depth=_current_depth(project.env) + 1,
+        parent_session_id=parent or None,
+        result_read=True,
+    )
+    if prompt is None:
+        # A session with no turn yet: ready for its first `send`.
+        record.status = Status.COMPLETED
+        record.response = None
+        project.store.create(record)
+        return record
+    record.pending_message = prompt
+    project.store.create(record)
+    return _start_turn(project, record.name, prompt)
+
+
+def _start_turn(project: Project, name: str, message: str) -> SessionRecord:
+    """Run the next turn now, or queue it when the project has no free slot."""
+    limit = project.store.load_project().limits.max_parallel
+    with project.store.locked(project.paths.root / "queue"):
+        running = sum(
+            1
+            for r in project.store.list().records
+            if r.status is Status.RUNNING and launcher.supervisor_alive(r)
+        )
+        if running >= limit:
+
+            def enqueue(r: SessionRecord) -> None:
+                r.status = Status.QUEUED
+                r.pending_message = message
+                r.turn_started_at = utcnow()
+                r.error = None
+
+            return project.store.update(name, enqueue)
+        record = project.store.update(name, lambda r: launcher.mark_running(r, message))
+        launcher.spawn_supervisor(project.store, name)
+    return project.store.load(record.name)
+
+
+def delegate(project: Project, task: str, name: str | None, options: Options) -> SessionRecord:
+    """Create a session and start the task as its first turn (does not wait)."""
+    if not task.strip():
+        raise BadInput("the task is empty: say what the session should do")
+    return spawn_session(project, name, task, options, prompt=task)
+
+
+def _budget_problem(record: SessionRecord) -> str | None:
+    if record.max_cost_usd is not None and record.cost_usd >= record.max_cost_usd:
+        return (
+            f"session {record.name!r} has spent ${record.cost_usd:.4f} of its "
+            f"${record.max_cost_usd:.4f} budget; raise it with "
+            f"`cms continue {record.name} MESSAGE --add-cost USD`"
+        )
+    if record.max_turns is not None and record.turns >= record.max_turns:
+        return (
+            f"session {record.name!r} has used {record.turns} of its {record.max_turns} "
+            f"turns; raise them with `cms continue {record.name} MESSAGE --add-turns N`"
+        )
+    return None
+
+
+def _check_sendable(record: SessionRecord) -> None:
+    name = record.name
+    if record.status in (Status.RUNNING, Status.QUEUED):
+        raise WrongState(
+            f"session {name!r} is {record.status.value}; wait for it (`cms wait {name}`) "
+            f"or stop it (`cms abort {name}`)"
+        )
+    if record.status is Status.FINISHED:
+        raise WrongState(
+            f"session {name!r} is finished; reopen it with `cms resume {name} MESSAGE`"
+        )
+    if record.status is Status.INTERRUPTED:
+        raise WrongState(f"session {name!r} was interrupted; continue it with `cms resume {name}`")
+    assert record.status in SENDABLE
+    problem = _budget_problem(record)
+    if problem:
+        raise BudgetExhausted(problem)
+
+
+def send_message(project: Project, name: str, message: str) -> SessionRecord:
+    """Run the next turn of a session in the same conversation (does not wait)."""
+    if not message.strip():
+        raise BadInput("the message is empty: say what the session should do next")
+    record = get_session(project, name)
+    _check_sendable(record)
+    _check_can_start(project, project.store.load_project())
+    _locate_claude(project)
+    return _start_turn(project, record.name, message)
+
+
+def continue_task(
+    project: Project,
+    name: str,
+    message: str,
+    add_cost_usd: float | None = None,
+    add_turns: int | None = None,
+) -> SessionRecord:
+    """The correction loop: raise the budget if asked, then send."""
+    add_cost = check_cost(add_cost_usd, "--add-cost")
+    more_turns = check_turns(add_turns, "--add-turns")
+    if not message.strip():
+        raise BadInput("the message is empty: say what to correct")
+    record = get_session(project, name)
+    if record.status in (Status.RUNNING, Status.QUEUED, Status.FINISHED, Status.INTERRUPTED):
+        _check_sendable(record)
+    if add_cost is not None or more_turns is not None:
+        if add_cost is not None and record.max_cost_usd is None:
+            raise BadInput(f"session {name!r} has no cost limit to raise; --add-cost is not needed")
+        if more_turns is not None and record.max_turns is None:
+            raise BadInput(
+                f"session {name!r} has no turn limit to raise; --add-turns is not needed"
+            )
+        trial = record.model_copy()
+        if add_cost is not None and trial.max_cost_usd is not None:
+            trial.max_cost_usd = max(trial.max_cost_usd, trial.cost_usd) + add_cost
+        if more_turns is not None and trial.max_turns is not None:
+            trial.max_turns = max(trial.max_turns, trial.turns) + more_turns
+        _check_sendable(trial)  # refuse before changing anything
+
+        def raise_budget(r: SessionRecord) -> None:
+            r.max_cost_usd = trial.max_cost_usd
+            r.max_turns = trial.max_turns
+
+        project.store.update(record.name, raise_budget)
+    return send_message(project, name, message)
+
+
+def resume_session(
+    project: Project, name: str, message: str | None = None, fresh: bool = False
+) -> SessionRecord:
+    """Continue an interrupted or finished session from its Claude conversation."""
+    record = get_session(project, name)
+    if record.status not in (Status.INTERRUPTED, Status.FINISHED) and not fresh:
+        if record.status.active:
+            raise WrongState(f"session {name!r} is {record.status.value}; nothing to resume")
+        raise WrongState(
+            f"session {name!r} is {record.status.value}, not interrupted or finished; "
+            f"use `cms send {name} MESSAGE`"
+        )
+    if record.status.active:
+        raise WrongState(f"session {name!r} is {record.status.value}; nothing to resume")
+    saved = record.has_conversation or transcript_exists(record.session_id, project.env)
+    if not saved and not fresh:
+        raise WrongState(
+            f"session {name!r} has no saved Claude conversation to resume (its turn was "
+            f"stopped before Claude Code saved it); start over from its task with "
+            f"`cms resume {name} --fresh`"
+        )
+    problem = _budget_problem(record)
+    if problem:
+        raise BudgetExhausted(problem)
+    _check_can_start(project, project.store.load_project())
+    _locate_claude(project)
+    if fresh:
+        text = message or record.task
+
+        def restart(r: SessionRecord) -> None:
+            r.session_id = str(uuid.uuid4())
+            r.has_conversation = False
+            r.fork_from = None
+
+        project.store.update(record.name, restart)
+    else:
+        text = message or (
+            "Your previous turn was interrupted before it finished. Continue the task "
+            "where you left off."
+            if record.status is Status.INTERRUPTED
+            else "Continue."
+        )
+        if record.status is Status.INTERRUPTED:
+            project.store.update(record.name, lambda r: setattr(r, "has_conversation", True))
+    return _start_turn(project, record.name, text)
+
+
+def fork_session(
+    project: Project, source: str, name: str, message: str | None = None
+) -> SessionRecord:
+    """A new session that starts from ``source``'s conversation."""
+    check_name(name)
+    src = get_session(project, source)
+    if src.status.active:
+        raise WrongState(
+            f"session {source!r} is {src.status.value}; fork it once its turn has ended"
+        )
+    if not (src.has_conversation or transcript_exists(src.session_id, project.env)):
+        raise WrongState(f"session {source!r} has no saved conversation to fork yet")
+    if project.store.exists(name):
+        raise BadInput(f"a session named {name!r} already exists; choose another name")
+    config = project.store.load_project()
+    _check_can_start(project, config)
+    _locate_claude(project)
+    record = SessionRecord(
+        name=name,
+        status=Status.COMPLETED,
+        preset=src.preset,
+        model=src.model,
+        task=src.task,
+        max_cost_usd=src.max_cost_usd,
+        max_turns=src.max_turns,
+        timeout_s=src.timeout_s,
+        session_id=str(uuid.uuid4()),
+        fork_from=src.session_id,
+        cwd=src.cwd,
+        project=src.project,
+        depth=src.depth,
+        parent_session_id=project.env.get("CLAUDE_CODE_SESSION_ID") or src.parent_session_id,
+        result_read=True,
+    )
+    project.store.create(record)
+    if message is None:
+        return record
+    return _start_turn(project, name, message)
+
+
+# -- waiting -------------------------------------------------------------------------
+
+
+def wait_sessions(
+    project: Project,
+    names: list[str] | None = None,
+    timeout_s: float | None = None,
+    on_progress: Progress | None = None,
+    mark_read: bool = True,
+) -> list[SessionRecord]:
+    """Block until the named sessions (default: all running or queued) stop.
+
+    Returns the records as they are at the end; sessions still running when the
+    timeout runs out are returned as they are (status running or queued).
+    """
+    if timeout_s is not None:
+        check_timeout(timeout_s)
+    if names:
+        for n in names:
+            check_name(n)
+        targets = list(dict.fromkeys(names))
+        for n in targets:
+            project.store.load(n)  # NotFound before waiting
+    else:
+        targets = [r.name for r in list_sessions(project).sessions if r.status.active]
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    last_kick = time.monotonic()
+    while True:
+        records = [get_session(project, n) for n in targets]
+        if on_progress is not None:
+            on_progress(records)
+        if not any(r.status.active for r in records):
+            break
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            return records
+        if now - last_kick >= QUEUE_KICK_S and any(r.status is Status.QUEUED for r in records):
+            _kick_queue(project)
+            last_kick = now
+        time.sleep(POLL_S)
+    if mark_read:
+        records = [get_session(project, r.name, mark_read=True) for r in records]
+    return records
+
+
+def all_successful(records: Iterable[SessionRecord]) -> bool:
+    return all(r.status in SUCCESSFUL for r in records)
+
+
+# -- stopping and closing ----------------------------------------------------------
+
+
+def abort_session(project: Project, name: str, grace_s: float = 3.0) -> SessionRecord:
+    """Stop a running (or queued) turn and its whole process tree: status aborted."""
+    record = get_session(project, name)
+    if not record.status.active:
+        raise WrongState(
+            f"session {name!r} is {record.status.value}, not running; nothing to abort"
+        )
+    if record.status is Status.QUEUED:
+
+        def dequeue(r: SessionRecord) -> None:
+            if r.status is Status.QUEUED:
+                r.status = Status.ABORTED
+                r.error = "aborted by cms abort while queued"
+                r.pending_message = None
+                r.ended_at = utcnow()
+
+        record = project.store.update(name, dequeue)
+        if record.status is Status.ABORTED:
+            return record
+    record = project.store.update(name, lambda r: setattr(r, "abort_requested", True))
+    if record.pid and procs.alive(record.pid, record.pid_started):
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, signal.SIGTERM)
+    # The supervisor stops claude and records the outcome; give it time, then do it
+    # ourselves if it could not.
+    deadline = time.monotonic() + grace_s + 5.0
+    while time.monotonic() < deadline:
+        record = project.store.load(name)
+        if not record.status.active:
+            return record
+        if record.pid and not procs.alive(record.pid, record.pid_started):
+            break
+        time.sleep(POLL_S)
+    record = project.store.load(name)
+    if record.child_pid:
+        procs.kill_tree(record.child_pid, grace_s=grace_s, started=record.child_started)
+    if record.pid:
+        procs.kill_tree(record.pid, grace_s=1.0, started=record.pid_started)
+
+    def mark_aborted(r: SessionRecord) -> None:
+        if r.status.active:
+            r.status = Status.ABORTED
+            r.error = "aborted by cms abort"
+            r.pid = r.pid_started = r.child_pid = r.child_started = None
+            r.deadline = None
+            r.abort_requested = False
+            r.ended_at = utcnow()
+
+    return project.store.update(name, mark_aborted)
+
+
+def finish_session(project: Project, name: str) -> SessionRecord:
+    """Close a session; it stays on record as finished (``resume`` reopens it)."""
+    record = get_session(project, name)
+    if record.status.active:
+        raise WrongState(
+            f"session {name!r} is {record.status.value}; wait for it or abort it first"
+        )
+
+    def close(r: SessionRecord) -> None:
+        r.status = Status.FINISHED
+        r.result_read = True
+
+    return project.store.update(record.name, close)
+
+
+def delete_session(project: Project, name: str, force: bool = False) -> SessionRecord:
+    """Remove a session's record and logs. A running session must be aborted first."""
+    record = get_session(project, name)
+    if record.status.active and not force:
+        raise WrongState(
+            f"session {name!r} is {record.status.value}; abort it first "
+            f"(`cms abort {name}`) or delete with --force"
+        )
+    if record.status.active:
+        record = abort_session(project, name)
+    project.store.delete(record.name)
+    return record
+
+
+# -- reports ---------------------------------------------------------------------------
+
+
+@dataclass
+class CostRow:
+    key: str
+    cost_usd: float
+    sessions: int
+
+
+@dataclass
+class CostReport:
+    total_cost_usd: float
+    by: str
+    rows: list[CostRow]
+    cap_usd: float | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "total_cost_usd": round(self.total_cost_usd, 6),
+            "by": self.by,
+            "cap_usd": self.cap_usd,
+            "rows": [
+                {"key": r.key, "cost_usd": round(r.cost_usd, 6), "sessions": r.sessions}
+                for r in self.rows
+            ],
+        }
+
+
+def cost_report(project: Project, by: str = "session") -> CostReport:
+    if by not in ("session", "model", "day"):
+        raise BadInput(f"unknown --by {by!r}: choose session, model or day")
+    records = list_sessions(project).sessions
+    groups: dict[str, CostRow] = {}
+    for r in records:
+        if by == "session":
+            key = r.name
+        elif by == "model":
+            key = r.model or "default"
+        else:
+            key = (r.ended_at or r.updated_at).astimezone(UTC).date().isoformat()
+        row = groups.setdefault(key, CostRow(key, 0.0, 0))
+        row.cost_usd += r.cost_usd
+        row.sessions += 1
+    rows = sorted(groups.values(), key=lambda row: (-row.cost_usd, row.key))
+    if by == "day":
+        rows.sort(key=lambda row: row.key)
+    cap = project.store.load_project().limits.max_cost_usd
+    return CostReport(sum(r.cost_usd for r in records), by, rows, cap)
+
+
+def project_budget(
+    project: Project,
+    max_cost_usd: float | None = None,
+    max_parallel: int | None = None,
+    max_depth: int | None = None,
+) -> ProjectConfig:
+    """Show the project's limits, or set those given."""
+    cost = check_cost(max_cost_usd, "--max-cost")
+    if max_parallel is not None and (max_parallel < 1 or max_parallel > 1000):
+        raise BadInput(f"invalid --max-parallel {max_parallel}: give 1 to 1000")
+    if max_depth is not None and (max_depth < 0 or max_depth > 20):
+        raise BadInput(f"invalid --max-depth {max_depth}: give 0 to 20")
+    if cost is None and max_parallel is None and max_depth is None:
+        return project.store.load_project()
+
+    def change(config: ProjectConfig) -> None:
+        if cost is not None:
+            config.limits.max_cost_usd = cost
+        if max_parallel is not None:
+            config.limits.max_parallel = max_parallel
+        if max_depth is not None:
+            config.limits.max_depth = max_depth
+
+    config = project.store.update_project(change)
+    if max_parallel is not None:
+        _kick_queue(project)
+    return config
+
+
+# -- doctor ------------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+def doctor(project: Project) -> list[Check]:
+    """Check the environment: claude, the state folder."""
+    checks: list[Check] = []
+    try:
+        binary = claude.locate(None, project.env)
+        checks.append(Check("claude", True, f"{binary.path} (version {binary.version})"))
+    except EnvironmentProblem as exc:
+        checks.append(
+            Check(
+                "claude",
+                False,
+                exc.message,
+                "install Claude Code: npm install -g @anthropic-ai/claude-code, "
+                "or set CMS_CLAUDE_BIN",
+            )
+        )
+    home = project.paths.home
+    try:
+        project.store.ensure_dirs()
+        probe = project.paths.root / f".doctor-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+        checks.append(Check("state", True, f"{home} is writable"))
+    except (CmsError, OSError) as exc:
+        detail = exc.message if isinstance(exc, CmsError) else str(exc)
+        checks.append(
+            Check("state", False, detail, "make it writable or set CMS_HOME to a writable folder")
+        )
+    return checks
+
+
+def age_seconds(moment: datetime) -> float:
+    return (datetime.now(UTC) - moment).total_seconds()

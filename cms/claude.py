@@ -1,0 +1,238 @@
+"""The Claude Code CLI: find it, check it runs, and build a child turn's argv and env.
+
+This is the transport seam: everything cms knows about how ``claude`` is invoked lives
+here, so a CLI change touches one module. The executable is ``$CMS_CLAUDE_BIN``, else
+``claude`` on PATH. Its version is probed once per binary (path, size, mtime) and
+cached in the state folder, because starting Node costs a few hundred milliseconds
+that a delegation should not pay every time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cms.errors import EnvironmentProblem
+from cms.models import Preset
+from cms.store import atomic_write
+
+#: Variables Claude Code sets for its own hooks and tools. A child must not inherit
+#: the parent's: they name the parent's session, sockets and plugin folders.
+_PARENT_ONLY_PREFIXES = ("CLAUDE_PLUGIN_", "CLAUDE_CODE_CHILD_", "CLAUDE_CODE_MESSAGING_")
+_PARENT_ONLY = frozenset(
+    {
+        "CLAUDECODE",
+        "CLAUDE_CODE_SESSION_ID",
+        "CLAUDE_CODE_ENTRYPOINT",
+        "CLAUDE_CODE_SESSION_ATTENDED",
+        "CLAUDE_ENV_FILE",
+        "CLAUDE_PROJECT_DIR",
+        "CLAUDE_PID",
+        "CMS_SESSION",
+        "CMS_DEPTH",
+    }
+)
+
+#: Tools that only read or search. Used for the CLI's own allow-lists; the hook has
+#: the authoritative policy (cms.policy).
+READ_TOOLS = ("Read", "Grep", "Glob", "LS", "NotebookRead", "TodoWrite")
+WRITE_TOOLS = ("Write", "Edit", "MultiEdit", "NotebookEdit")
+REVIEW_GIT = ("git diff", "git log", "git show", "git status", "git blame")
+
+
+@dataclass(frozen=True)
+class ClaudeBinary:
+    path: str
+    version: str
+
+
+def find_claude(env: Mapping[str, str] | None = None) -> str:
+    """The claude executable's path; exit-3 error when there is none."""
+    env = os.environ if env is None else env
+    configured = env.get("CMS_CLAUDE_BIN")
+    if configured:
+        path = shutil.which(configured) if os.sep not in configured else configured
+        if not path or not os.path.isfile(path):
+            raise EnvironmentProblem(
+                f"claude not found at CMS_CLAUDE_BIN={configured}; fix the path or unset it"
+            )
+        if not os.access(path, os.X_OK):
+            raise EnvironmentProblem(f"claude at {path} is not executable; check its mode")
+        return path
+    found = shutil.which("claude", path=env.get("PATH"))
+    if not found:
+        raise EnvironmentProblem(
+            "claude not found on PATH; install Claude Code "
+            "(npm install -g @anthropic-ai/claude-code) or set CMS_CLAUDE_BIN"
+        )
+    return found
+
+
+def probe_version(path: str, env: Mapping[str, str] | None = None) -> str:
+    """Run ``claude --version``; exit-3 error when it does not run."""
+    try:
+        done = subprocess.run(
+            [path, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(os.environ if env is None else env),
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EnvironmentProblem(f"claude at {path} does not run: {exc}") from exc
+    text = (done.stdout or "").strip()
+    if done.returncode != 0 or not text:
+        tail = (done.stderr or done.stdout or "").strip().splitlines()[-1:] or ["no output"]
+        raise EnvironmentProblem(
+            f"claude at {path} does not run (exit {done.returncode}: {tail[0][:200]})"
+        )
+    return text.split()[0]
+
+
+def locate(cache_dir: Path | None, env: Mapping[str, str] | None = None) -> ClaudeBinary:
+    """Find claude and know its version, probing once per binary."""
+    path = find_claude(env)
+    real = os.path.realpath(path)
+    try:
+        info = os.stat(real)
+    except OSError as exc:
+        raise EnvironmentProblem(f"claude at {path} cannot be read: {exc.strerror}") from exc
+    stamp = f"{real}:{info.st_size}:{info.st_mtime_ns}"
+    cache = cache_dir / "claude-version.json" if cache_dir else None
+    if cache is not None:
+        try:
+            known = json.loads(cache.read_text())
+            if known.get("stamp") == stamp and known.get("version"):
+                return ClaudeBinary(path, str(known["version"]))
+        except (OSError, ValueError, AttributeError):
+            pass
+    version = probe_version(path, env)
+    if cache is not None and cache.parent.is_dir():
+        with contextlib.suppress(OSError):  # a cache, nothing more
+            atomic_write(cache, json.dumps({"stamp": stamp, "version": version}))
+    return ClaudeBinary(path, version)
+
+
+def hook_command() -> str:
+    """The shell command a child's PreToolUse hook runs: this interpreter, this cms."""
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    return (
+        f"PYTHONPATH={_sh_quote(package_parent)}${{PYTHONPATH:+:$PYTHONPATH}} "
+        f"exec {_sh_quote(sys.executable)} -m cms.hook pre-tool-use"
+    )
+
+
+def _sh_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def hook_settings() -> str:
+    """The ``--settings`` JSON that puts the cms PreToolUse hook into a child."""
+    settings = {
+        "hooks": {
+            "PreToolUse": [
+                {"matcher": "*", "hooks": [{"type": "command", "command": hook_command()}]}
+            ]
+        }
+    }
+    return json.dumps(settings)
+
+
+def preset_flags(preset: Preset) -> list[str]:
+    """The CLI's own permission flags for a preset (the hook enforces it again)."""
+    if preset is Preset.READ_ONLY:
+        return [
+            "--permission-mode", "default",
+            "--allowedTools", *READ_TOOLS,
+            "--disallowedTools", *WRITE_TOOLS, "Bash",
+        ]  # fmt: skip
+    if preset is Preset.REVIEW:
+        git = [f"Bash({cmd}:*)" for cmd in REVIEW_GIT]
+        return [
+            "--permission-mode", "default",
+            "--allowedTools", *READ_TOOLS, *git,
+            "--disallowedTools", *WRITE_TOOLS,
+        ]  # fmt: skip
+    if preset is Preset.PLAN:
+        return ["--permission-mode", "plan", "--disallowedTools", *WRITE_TOOLS]
+    if preset is Preset.EDIT:
+        return [
+            "--permission-mode", "acceptEdits",
+            "--allowedTools", *READ_TOOLS, *WRITE_TOOLS, "Bash",
+        ]  # fmt: skip
+    return ["--permission-mode", "bypassPermissions"]
+
+
+def check_preset_runnable(preset: Preset) -> None:
+    """Claude Code refuses bypassPermissions as root: say so before starting."""
+    if preset is Preset.FULL and hasattr(os, "geteuid") and os.geteuid() == 0:
+        raise EnvironmentProblem(
+            "preset 'full' needs --permission-mode bypassPermissions, which Claude Code "
+            "refuses when running as root; run cms as a normal user or pick preset 'edit'"
+        )
+
+
+@dataclass(frozen=True)
+class TurnSpec:
+    """Everything that decides one child turn's command line."""
+
+    claude: str
+    session_id: str
+    resume: bool
+    fork_from: str | None
+    preset: Preset
+    model: str | None
+    max_budget_usd: float | None
+    max_turns: int | None
+
+
+def build_argv(spec: TurnSpec) -> list[str]:
+    """argv of one turn. The prompt goes on stdin, never on the command line, so a
+    task that starts with ``-`` cannot be read as an option."""
+    argv = [spec.claude, "-p", "--output-format", "stream-json", "--verbose"]
+    if spec.fork_from:
+        argv += ["--resume", spec.fork_from, "--fork-session", "--session-id", spec.session_id]
+    elif spec.resume:
+        argv += ["--resume", spec.session_id]
+    else:
+        argv += ["--session-id", spec.session_id]
+    if spec.model:
+        argv += ["--model", spec.model]
+    if spec.max_budget_usd is not None:
+        argv += ["--max-budget-usd", f"{max(spec.max_budget_usd, 0.0):.6f}"]
+    if spec.max_turns is not None:
+        argv += ["--max-turns", str(max(spec.max_turns, 1))]
+    argv += preset_flags(spec.preset)
+    argv += ["--settings", hook_settings()]
+    return argv
+
+
+def child_env(
+    base: Mapping[str, str],
+    *,
+    session: str,
+    depth: int,
+    project: Path,
+    home: Path,
+) -> dict[str, str]:
+    """The child's environment: the caller's, less the parent session's Claude Code
+    variables, plus what the hook and nested cms need to find this session."""
+    env = {
+        key: value
+        for key, value in base.items()
+        if key not in _PARENT_ONLY and not key.startswith(_PARENT_ONLY_PREFIXES)
+    }
+    env["CMS_SESSION"] = session
+    env["CMS_DEPTH"] = str(depth)
+    env["CMS_PROJECT"] = str(project)
+    env["CMS_HOME"] = str(home)
+    return env

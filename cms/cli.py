@@ -1,0 +1,575 @@
+"""The ``cms`` command line: parse, call :mod:`cms.api`, render text or JSON.
+
+No logic lives here. Every command takes ``--json`` and ``--project`` before or after
+its name. Errors are :class:`cms.errors.CmsError`, caught once in :func:`main` and
+printed as one line on stderr with the exit code of DESIGN.md; data goes to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from cms import __version__
+from cms.errors import EXIT_ENVIRONMENT, EXIT_TASK_FAILED, CmsError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class State:
+    def __init__(self) -> None:
+        self.json = False
+        self.project: str | None = None
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.ensure_object(State).json = True
+    return value
+
+
+def _set_project(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        ctx.ensure_object(State).project = value
+    return value
+
+
+def common(func: F) -> F:
+    """``--json`` and ``--project`` on a command, so they work after its name too."""
+    func = click.option(
+        "--json", "json_", is_flag=True, expose_value=False, callback=_set_json,
+        is_eager=True, help="Machine output (JSON) on stdout.",
+    )(func)  # fmt: skip
+    func = click.option(
+        "--project", metavar="DIR", expose_value=False, callback=_set_project,
+        is_eager=True, help="The project directory (default: git top-level of the cwd).",
+    )(func)  # fmt: skip
+    return func
+
+
+def _state() -> State:
+    return click.get_current_context().ensure_object(State)
+
+
+def _project() -> Any:
+    from cms import api
+
+    return api.open_project(_state().project)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _warn(lines: Sequence[str]) -> None:
+    for line in lines:
+        click.echo(f"cms: warning: {line}", err=True)
+
+
+# -- rendering -------------------------------------------------------------------------
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"${value:.4f}" if value < 1 else f"${value:.2f}"
+
+
+def _age(record: Any) -> str:
+    from cms import api
+
+    seconds = api.age_seconds(record.created_at)
+    if seconds < 60:
+        return f"{int(seconds)}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h"
+    return f"{int(seconds // 86400)}d"
+
+
+def _short(text: str | None, width: int) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _table(records: Sequence[Any]) -> str:
+    header = ["NAME", "STATUS", "PRESET", "MODEL", "COST", "TURNS", "AGE", "TASK"]
+    rows = [
+        [
+            r.name,
+            r.status.value,
+            r.preset.value,
+            r.model or "default",
+            _money(r.cost_usd) + (f"/{_money(r.max_cost_usd)}" if r.max_cost_usd else ""),
+            str(r.turns) + (f"/{r.max_turns}" if r.max_turns else ""),
+            _age(r),
+            _short(r.task, 50),
+        ]
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
+        for row in [header, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def _render_result(record: Any) -> None:
+    """A finished turn for a person: status line, then the response."""
+    cost = _money(record.cost_usd)
+    click.echo(f"{record.name}: {record.status.value}  cost {cost}  turns {record.turns}")
+    if record.error:
+        click.echo(f"error: {record.error}")
+    if record.response:
+        click.echo("")
+        click.echo(record.response)
+
+
+def _progress_printer() -> Callable[[list[Any]], None] | None:
+    """A one-line progress display on stderr, only for a person at a terminal."""
+    if _state().json or not sys.stderr.isatty():
+        return None
+    import time
+
+    started = time.monotonic()
+    shown = [False]
+
+    def show(records: list[Any]) -> None:
+        active = [r for r in records if r.status.active]
+        if not active:
+            if shown[0]:
+                sys.stderr.write("\r\033[K")
+                sys.stderr.flush()
+            return
+        elapsed = int(time.monotonic() - started)
+        parts = []
+        for r in active[:3]:
+            activity = _short(r.last_activity, 40) if r.last_activity else r.status.value
+            parts.append(f"{r.name}: {r.turns} turns {_money(r.cost_usd)} {activity}")
+        more = f" (+{len(active) - 3})" if len(active) > 3 else ""
+        text = f"[{elapsed // 60}:{elapsed % 60:02d}] " + " | ".join(parts) + more
+        width = max(20, _terminal_width() - 1)
+        sys.stderr.write("\r\033[K" + text[:width])
+        sys.stderr.flush()
+        shown[0] = True
+
+    return show
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except OSError:
+        return 80
+
+
+def _finish_turn(project: Any, record: Any, background: bool) -> None:
+    """Shared tail of delegate/send/continue/resume/fork: wait unless --background."""
+    from cms import api
+
+    if background or not record.status.active:
+        if _state().json:
+            _emit_json(record.public())
+        else:
+            if record.status.active:
+                click.echo(f"{record.name}: {record.status.value} (cms wait {record.name})")
+            else:
+                _render_result(record)
+        return
+    try:
+        [record] = api.wait_sessions(project, [record.name], on_progress=_progress_printer())
+    except KeyboardInterrupt:
+        click.echo(
+            f"\ncms: stopped waiting; {record.name} keeps running "
+            f"(cms wait {record.name}, cms abort {record.name})",
+            err=True,
+        )
+        raise SystemExit(130) from None
+    if _state().json:
+        _emit_json(record.public())
+    else:
+        _render_result(record)
+    if record.status.value not in ("completed", "finished"):
+        raise SystemExit(EXIT_TASK_FAILED)
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--json",
+    "json_",
+    is_flag=True,
+    expose_value=False,
+    callback=_set_json,
+    is_eager=True,
+    help="Machine output (JSON) on stdout.",
+)
+@click.option(
+    "--project",
+    metavar="DIR",
+    expose_value=False,
+    callback=_set_project,
+    is_eager=True,
+    help="The project directory (default: git top-level of the cwd).",
+)
+@click.version_option(__version__, prog_name="cms")
+def cli() -> None:
+    """cms: launch and steer child Claude Code sessions."""
+
+
+def session_options(func: F) -> F:
+    for decorator in reversed(
+        [
+            click.option(
+                "--preset", type=str, help="read-only, review, plan, edit (default), full."
+            ),
+            click.option("--model", type=str, help="Model for the child (e.g. sonnet, opus)."),
+            click.option("--max-cost", type=float, metavar="USD", help="Spend cap of the session."),
+            click.option("--max-turns", type=int, metavar="N", help="Turn cap of the session."),
+            click.option("--timeout", type=float, metavar="S", help="Time limit of each turn."),
+            click.option("--cwd", type=str, metavar="DIR", help="Working directory of the child."),
+            click.option("--worktree", is_flag=True, help="Run in a git worktree of its own."),
+        ]
+    ):
+        func = decorator(func)
+    return func
+
+
+def _options(kw: dict[str, Any]) -> Any:
+    from cms import api
+
+    return api.Options(
+        preset=kw.get("preset"),
+        model=kw.get("model"),
+        max_cost_usd=kw.get("max_cost"),
+        max_turns=kw.get("max_turns"),
+        timeout_s=kw.get("timeout"),
+        cwd=kw.get("cwd"),
+        worktree=bool(kw.get("worktree")),
+    )
+
+
+@cli.command()
+@click.argument("task")
+@click.option("--name", type=str, help="Session name (default: made from the task).")
+@session_options
+@click.option("--background", is_flag=True, help="Return once the turn has started.")
+@common
+def delegate(task: str, name: str | None, background: bool, **kw: Any) -> None:
+    """Create a session and run TASK as its first turn."""
+    from cms import api
+
+    project = _project()
+    record = api.delegate(project, task, name, _options(kw))
+    _finish_turn(project, record, background)
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("prompt", required=False)
+@session_options
+@click.option("--background", is_flag=True, help="Return once the turn has started.")
+@common
+def spawn(name: str, prompt: str | None, background: bool, **kw: Any) -> None:
+    """Create session NAME; run PROMPT as its first turn if given."""
+    from cms import api
+
+    project = _project()
+    record = api.spawn_session(project, name, prompt or "", _options(kw), prompt=prompt)
+    _finish_turn(project, record, background or prompt is None)
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("message")
+@click.option("--background", is_flag=True, help="Return once the turn has started.")
+@common
+def send(name: str, message: str, background: bool) -> None:
+    """Run the next turn of NAME with MESSAGE."""
+    from cms import api
+
+    project = _project()
+    _finish_turn(project, api.send_message(project, name, message), background)
+
+
+@cli.command("continue")
+@click.argument("name")
+@click.argument("message")
+@click.option("--add-cost", type=float, metavar="USD", help="Raise the spend cap by USD first.")
+@click.option("--add-turns", type=int, metavar="N", help="Raise the turn cap by N first.")
+@click.option("--background", is_flag=True, help="Return once the turn has started.")
+@common
+def continue_(
+    name: str, message: str, add_cost: float | None, add_turns: int | None, background: bool
+) -> None:
+    """Correct a session: raise its budget if asked, then send MESSAGE."""
+    from cms import api
+
+    project = _project()
+    record = api.continue_task(project, name, message, add_cost, add_turns)
+    _finish_turn(project, record, background)
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--timeout", type=float, metavar="S", help="Stop waiting after S seconds.")
+@common
+def wait(names: tuple[str, ...], timeout: float | None) -> None:
+    """Block until the named (default: all running) sessions stop."""
+    from cms import api
+
+    project = _project()
+    try:
+        records = api.wait_sessions(
+            project, list(names) or None, timeout, on_progress=_progress_printer()
+        )
+    except KeyboardInterrupt:
+        click.echo("\ncms: stopped waiting; the sessions keep running", err=True)
+        raise SystemExit(130) from None
+    if _state().json:
+        _emit_json([r.public() for r in records])
+    else:
+        if not records:
+            click.echo("no running sessions")
+        for i, r in enumerate(records):
+            if i:
+                click.echo("")
+            _render_result(r)
+    if not api.all_successful(records):
+        raise SystemExit(EXIT_TASK_FAILED)
+
+
+@cli.command()
+@click.argument("name")
+@common
+def result(name: str) -> None:
+    """The last response and outcome of NAME."""
+    from cms import api
+
+    record = api.get_session(_project(), name, mark_read=True)
+    if _state().json:
+        _emit_json(record.public())
+    else:
+        _render_result(record)
+    if record.status.value not in ("completed", "finished"):
+        raise SystemExit(EXIT_TASK_FAILED)
+
+
+@cli.command("list")
+@click.option("--status", type=str, help="Only sessions with this status.")
+@common
+def list_(status: str | None) -> None:
+    """The project's sessions."""
+    from cms import api
+
+    listing = api.list_sessions(_project(), status)
+    _warn(listing.problems)
+    if _state().json:
+        _emit_json([r.public() for r in listing.sessions])
+    elif listing.sessions:
+        click.echo(_table(listing.sessions))
+    else:
+        click.echo("no sessions in this project")
+
+
+@cli.command()
+@click.argument("name")
+@common
+def show(name: str) -> None:
+    """One session in full."""
+    from cms import api
+
+    record = api.get_session(_project(), name)
+    data = record.public()
+    if _state().json:
+        _emit_json(data)
+        return
+    width = max(len(k) for k in data)
+    for key, value in data.items():
+        if value is None or value == "":
+            continue
+        text = str(value)
+        if "\n" in text:
+            text = text.replace("\n", "\n" + " " * (width + 2))
+        click.echo(f"{key.ljust(width)}  {text}")
+
+
+@cli.command()
+@click.argument("name")
+@common
+def abort(name: str) -> None:
+    """Stop NAME's running turn and its whole process tree."""
+    from cms import api
+
+    record = api.abort_session(_project(), name)
+    if _state().json:
+        _emit_json(record.public())
+    else:
+        click.echo(f"{record.name}: {record.status.value}")
+
+
+@cli.command()
+@click.argument("name")
+@common
+def finish(name: str) -> None:
+    """Close NAME; it stays on record (resume reopens it)."""
+    from cms import api
+
+    record = api.finish_session(_project(), name)
+    if _state().json:
+        _emit_json(record.public())
+    else:
+        click.echo(f"{record.name}: {record.status.value}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Abort a running session first.")
+@common
+def delete(name: str, force: bool) -> None:
+    """Remove NAME's record and logs."""
+    from cms import api
+
+    record = api.delete_session(_project(), name, force=force)
+    if _state().json:
+        _emit_json({"name": record.name, "deleted": True})
+    else:
+        click.echo(f"{record.name}: deleted")
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("message", required=False)
+@click.option("--fresh", is_flag=True, help="Start over from the task in a new conversation.")
+@click.option("--background", is_flag=True, help="Return once the turn has started.")
+@common
+def resume(name: str, message: str | None, fresh: bool, background: bool) -> None:
+    """Continue an interrupted or finished session."""
+    from cms import api
+
+    project = _project()
+    _finish_turn(project, api.resume_session(project, name, message, fresh), background)
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("name")
+@click.argument("message", required=False)
+@click.option("--background", is_flag=True, help="Return once the turn has started.")
+@common
+def fork(source: str, name: str, message: str | None, background: bool) -> None:
+    """A new session NAME that starts from SOURCE's conversation."""
+    from cms import api
+
+    project = _project()
+    record = api.fork_session(project, source, name, message)
+    _finish_turn(project, record, background or message is None)
+
+
+@cli.command()
+@click.option("--by", "by", type=str, default="session", help="session, model or day.")
+@common
+def cost(by: str) -> None:
+    """Spend report of the project."""
+    from cms import api
+
+    report = api.cost_report(_project(), by)
+    if _state().json:
+        _emit_json(report.as_json())
+        return
+    width = max([len(r.key) for r in report.rows] + [len(by)])
+    click.echo(f"{by.upper().ljust(width)}  {'COST':>10}  SESSIONS")
+    for row in report.rows:
+        click.echo(f"{row.key.ljust(width)}  {_money(row.cost_usd):>10}  {row.sessions}")
+    cap = f" of cap {_money(report.cap_usd)}" if report.cap_usd is not None else ""
+    click.echo(f"{'total'.ljust(width)}  {_money(report.total_cost_usd):>10}{cap}")
+
+
+@cli.command()
+@click.option("--max-cost", type=float, metavar="USD", help="Spend cap over all sessions.")
+@click.option("--max-parallel", type=int, metavar="N", help="Sessions running at once.")
+@click.option("--max-depth", type=int, metavar="N", help="Nesting depth of delegation.")
+@common
+def budget(max_cost: float | None, max_parallel: int | None, max_depth: int | None) -> None:
+    """Show or set the project's limits."""
+    from cms import api
+
+    project = _project()
+    config = api.project_budget(project, max_cost, max_parallel, max_depth)
+    spent = api.project_spend(project)
+    data = {**config.limits.model_dump(), "spent_usd": round(spent, 6)}
+    if _state().json:
+        _emit_json(data)
+        return
+    cap = config.limits.max_cost_usd
+    click.echo(f"max_cost_usd  {_money(cap) if cap is not None else 'none'}")
+    click.echo(f"max_parallel  {config.limits.max_parallel}")
+    click.echo(f"max_depth     {config.limits.max_depth}")
+    click.echo(f"spent         {_money(spent)}")
+
+
+@cli.command()
+@common
+def doctor() -> None:
+    """Check claude, the state folder and the setup."""
+    from cms import api
+
+    checks = api.doctor(_project())
+    if _state().json:
+        _emit_json(
+            [{"check": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in checks]
+        )
+    else:
+        for c in checks:
+            mark = "ok  " if c.ok else "FAIL"
+            click.echo(f"{mark} {c.name}: {c.detail}")
+            if not c.ok and c.fix:
+                click.echo(f"     fix: {c.fix}")
+    if not all(c.ok for c in checks):
+        failing = [c for c in checks if not c.ok]
+        raise SystemExit(EXIT_ENVIRONMENT if any(c.name == "claude" for c in failing) else 1)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("event")
+def hook(event: str) -> None:
+    """Hook entry point (pre-tool-use, stop, session-start): hook JSON on stdin."""
+    from cms import hook as hook_module
+
+    raise SystemExit(hook_module.main([event]))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: run the CLI; render CmsError as one line and its exit code."""
+    try:
+        cli.main(
+            args=list(argv) if argv is not None else None, prog_name="cms", standalone_mode=False
+        )
+    except CmsError as exc:
+        click.echo(f"cms: error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("cms: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        click.echo(f"cms: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("cms: interrupted", err=True)
+        sys.exit(130)
+    except OSError as exc:
+        click.echo(
+            f"cms: error: {exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})", err=True
+        )
+        sys.exit(EXIT_ENVIRONMENT)
+
+
+if __name__ == "__main__":
+    main()

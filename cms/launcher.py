@@ -1,0 +1,121 @@
+"""Starting supervisors detached, the queue of sessions waiting for a slot, and
+telling a live supervisor from a dead one.
+
+A supervisor is started as a new process (``python -m cms.supervisor``) in its own
+process session, with stdin, stdout and stderr on /dev/null and no other inherited
+file descriptor: ``$(cms delegate --background ...)`` and Claude Code's Bash tool wait
+until every holder of their pipe closes it, so the detached process must hold none.
+
+The queue: at most ``limits.max_parallel`` sessions of a project run at once. A
+session over the limit is recorded ``queued`` with its message; whenever a turn ends
+(and on any listing) :func:`start_queued` starts the oldest queued sessions while
+slots are free, under a project-wide lock so two finishing supervisors never start
+the same session twice.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+from cms import procs
+from cms.models import SessionRecord, Status, utcnow
+from cms.store import Store
+
+#: A record marked running whose supervisor pid is not yet written is given this long
+#: (seconds) before it counts as interrupted: the window between marking and spawning.
+LAUNCH_GRACE_S = 30.0
+
+
+def supervisor_alive(record: SessionRecord) -> bool:
+    if record.pid is None:
+        started = record.turn_started_at or record.updated_at
+        age = (datetime.now(UTC) - started).total_seconds()
+        return age < LAUNCH_GRACE_S
+    return procs.alive(record.pid, record.pid_started)
+
+
+def spawn_supervisor(store: Store, name: str) -> int:
+    """Start the detached supervisor of ``name``'s turn; returns its pid."""
+    paths = store.paths
+    log = open(paths.supervisor_log(name), "ab")  # noqa: SIM115 - handed to the child
+    try:
+        os.chmod(paths.supervisor_log(name), 0o600)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cms.supervisor", str(paths.home), str(paths.project), name],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
+            env=_supervisor_env(),
+        )
+    finally:
+        log.close()
+    started = procs.start_ticks(proc.pid)
+
+    def note(record: SessionRecord) -> None:
+        # The supervisor may already have claimed the record (or even finished).
+        if record.status is Status.RUNNING and record.pid is None:
+            record.pid = proc.pid
+            record.pid_started = started
+
+    store.update(name, note)
+    # Not waited for: the supervisor outlives us. A long-lived caller (the MCP server)
+    # reaps it through subprocess's own bookkeeping of dropped Popen objects.
+    return proc.pid
+
+
+def _supervisor_env() -> dict[str, str]:
+    env = dict(os.environ)
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = package_parent + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
+    return env
+
+
+def mark_running(record: SessionRecord, message: str | None = None) -> None:
+    """Set the fields of a turn about to start (used under the record's lock)."""
+    record.status = Status.RUNNING
+    record.pid = None
+    record.pid_started = None
+    record.child_pid = None
+    record.abort_requested = False
+    record.turn_started_at = utcnow()
+    record.deadline = time.time() + record.timeout_s if record.timeout_s else None
+    record.error = None
+    if message is not None:
+        record.pending_message = message
+
+
+def running_count(store: Store) -> int:
+    return sum(1 for r in store.list().records if r.status is Status.RUNNING)
+
+
+def start_queued(store: Store) -> list[str]:
+    """Start queued sessions while the project has free slots; returns their names."""
+    started: list[str] = []
+    lock_path = store.paths.root / "queue"
+    with store.locked(lock_path):
+        listing = store.list()
+        limit = store.load_project().limits.max_parallel
+        running = sum(
+            1 for r in listing.records if r.status is Status.RUNNING and supervisor_alive(r)
+        )
+        queued = sorted(
+            (r for r in listing.records if r.status is Status.QUEUED),
+            key=lambda r: (r.turn_started_at or r.created_at, r.created_at, r.name),
+        )
+        for record in queued:
+            if running >= limit:
+                break
+            store.update(record.name, lambda r: mark_running(r))
+            spawn_supervisor(store, record.name)
+            running += 1
+            started.append(record.name)
+    return started

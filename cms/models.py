@@ -1,0 +1,186 @@
+"""Typed records of what cms keeps on disk: a session and a project's settings.
+
+The field names here are the on-disk contract: the hook entry point reads the same
+TOML files with :mod:`tomllib` alone (no pydantic on that path), so a renamed field
+must be renamed there too. ``schema_version`` lets a later cms migrate older records;
+a record from a newer cms is refused by name rather than misread.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    COST_EXCEEDED = "cost_exceeded"
+    TURNS_EXCEEDED = "turns_exceeded"
+    TIMED_OUT = "timed_out"
+    ABORTED = "aborted"
+    INTERRUPTED = "interrupted"
+    FINISHED = "finished"
+
+    @property
+    def active(self) -> bool:
+        """A turn is in progress or waiting for a slot."""
+        return self in (Status.QUEUED, Status.RUNNING)
+
+
+#: Statuses after which ``send``/``continue`` may run the next turn directly.
+SENDABLE = frozenset(
+    {
+        Status.COMPLETED,
+        Status.FAILED,
+        Status.COST_EXCEEDED,
+        Status.TURNS_EXCEEDED,
+        Status.TIMED_OUT,
+        Status.ABORTED,
+    }
+)
+
+#: `wait` succeeds (exit 0) only when every session it waited for ended in one of these.
+SUCCESSFUL = frozenset({Status.COMPLETED, Status.FINISHED})
+
+
+class Preset(StrEnum):
+    READ_ONLY = "read-only"
+    REVIEW = "review"
+    PLAN = "plan"
+    EDIT = "edit"
+    FULL = "full"
+
+
+def _finite_non_negative(value: float | None, what: str) -> float | None:
+    if value is None:
+        return None
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        raise ValueError(f"{what} must be a finite number >= 0, got {value}")
+    return value
+
+
+class SessionRecord(BaseModel):
+    """One session: its settings, budgets, progress and last outcome."""
+
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    status: Status = Status.QUEUED
+    preset: Preset = Preset.EDIT
+    model: str | None = None
+    task: str = ""
+    response: str | None = None
+    error: str | None = None
+    #: What the user sees: settled spend plus, while a turn runs, its live estimate.
+    cost_usd: float = 0.0
+    #: The sum of the CLI's own ``total_cost_usd`` over finished turns.
+    settled_cost_usd: float = 0.0
+    #: Agentic turns (API round trips) over the whole session, live while running.
+    turns: int = 0
+    settled_turns: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    max_cost_usd: float | None = None
+    max_turns: int | None = None
+    timeout_s: float | None = None
+    session_id: str = ""
+    #: Claude session id to fork from on the first turn (``cms fork``).
+    fork_from: str | None = None
+    #: True once Claude Code has a saved conversation that ``--resume`` can load.
+    has_conversation: bool = False
+    cwd: str = ""
+    project: str = ""
+    pid: int | None = None
+    pid_started: int | None = None
+    child_pid: int | None = None
+    child_started: int | None = None
+    #: Epoch seconds at which the running turn must stop (timeout), if any.
+    deadline: float | None = None
+    depth: int = 1
+    #: Claude's session id of the parent that started this one, when known.
+    parent_session_id: str | None = None
+    #: Message the next turn sends (held while queued).
+    pending_message: str | None = None
+    abort_requested: bool = False
+    result_read: bool = False
+    exchanges: int = 0
+    last_activity: str | None = None
+    outcome: str | None = None
+    worktree: str | None = None
+    branch: str | None = None
+    base_commit: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    turn_started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    @field_validator("max_cost_usd", "timeout_s")
+    @classmethod
+    def _check_float_budget(cls, value: float | None) -> float | None:
+        return _finite_non_negative(value, "budget")
+
+    @field_validator("max_turns")
+    @classmethod
+    def _check_turns(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
+            raise ValueError(f"max_turns must be >= 0, got {value}")
+        return value
+
+    def public(self) -> dict[str, Any]:
+        """The JSON object of DESIGN.md for this session (plus a few extra fields)."""
+        data = self.model_dump(mode="json")
+        for internal in (
+            "settled_cost_usd",
+            "settled_turns",
+            "pid_started",
+            "child_started",
+            "pending_message",
+        ):
+            data.pop(internal, None)
+        return data
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    max_cost_usd: float | None = None
+    max_parallel: int = 4
+    max_depth: int = 2
+
+    @field_validator("max_cost_usd")
+    @classmethod
+    def _check_cost(cls, value: float | None) -> float | None:
+        return _finite_non_negative(value, "max_cost_usd")
+
+
+class Defaults(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    preset: Preset | None = None
+    model: str | None = None
+    max_cost_usd: float | None = None
+    max_turns: int | None = None
+    timeout_s: float | None = None
+
+
+class ProjectConfig(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    schema_version: int = SCHEMA_VERSION
+    project: str = ""
+    limits: Limits = Field(default_factory=Limits)
+    defaults: Defaults = Field(default_factory=Defaults)

@@ -1,0 +1,118 @@
+"""Where cms keeps its state, read from the environment in one place.
+
+Layout (DESIGN.md, "State on disk")::
+
+    $CMS_HOME/                      default ~/.claude/cms, mode 0700
+      projects/<project-key>/
+        project.toml                limits and defaults of the project
+        sessions/<name>.toml        one session's record
+        logs/<name>.jsonl           its raw stream-json events
+        logs/<name>.stderr          the claude process's stderr (tail goes to `error`)
+
+Standard library only: the hook entry point imports this module on every tool call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+NAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,62}"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+def valid_name(name: str) -> bool:
+    """True when ``name`` is a legal session name (and therefore a safe file stem)."""
+    return bool(_NAME_RE.fullmatch(name)) and name not in {".", ".."}
+
+
+def cms_home(env: Mapping[str, str] | None = None) -> Path:
+    """The state root: ``$CMS_HOME``, else ``~/.claude/cms`` (absolute)."""
+    env = os.environ if env is None else env
+    value = env.get("CMS_HOME")
+    if value:
+        return Path(value).expanduser().absolute()
+    home = env.get("HOME") or str(Path.home())
+    return Path(home).expanduser().absolute() / ".claude" / "cms"
+
+
+def find_project_root(start: Path) -> Path:
+    """The git top-level containing ``start``, else ``start`` itself.
+
+    Walks up looking for a ``.git`` entry (directory, or file in a worktree), which is
+    what ``git rev-parse --show-toplevel`` answers in ordinary repositories, without
+    paying for a git process on every command.
+    """
+    start = Path(os.path.realpath(start))
+    for candidate in (start, *start.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return start
+
+
+def resolve_project(
+    explicit: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Path:
+    """The project directory: ``--project``, else ``$CMS_PROJECT``, else the git
+    top-level of the working directory, else the working directory."""
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(os.path.realpath(os.path.expanduser(os.fspath(explicit))))
+    if env.get("CMS_PROJECT"):
+        return Path(os.path.realpath(os.path.expanduser(env["CMS_PROJECT"])))
+    return find_project_root(cwd if cwd is not None else Path.cwd())
+
+
+def project_key(root: Path) -> str:
+    """A stable folder name for a project: readable stem plus a hash of the full path."""
+    real = os.path.realpath(root)
+    stem = re.sub(r"[^a-z0-9._-]+", "-", os.path.basename(real).lower()).strip("-.") or "root"
+    digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return f"{stem[:40]}-{digest}"
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    """Every path of one project's state. Pass this around instead of globals."""
+
+    home: Path
+    project: Path
+    key: str
+
+    @classmethod
+    def for_project(cls, project: Path, home: Path | None = None) -> ProjectPaths:
+        return cls(home=home or cms_home(), project=project, key=project_key(project))
+
+    @property
+    def root(self) -> Path:
+        return self.home / "projects" / self.key
+
+    @property
+    def sessions_dir(self) -> Path:
+        return self.root / "sessions"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def project_file(self) -> Path:
+        return self.root / "project.toml"
+
+    def session_file(self, name: str) -> Path:
+        return self.sessions_dir / f"{name}.toml"
+
+    def log_file(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.jsonl"
+
+    def stderr_file(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.stderr"
+
+    def supervisor_log(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.supervisor.log"

@@ -1,0 +1,135 @@
+"""Processes: liveness that survives pid reuse, and stopping a whole process tree.
+
+A pid alone is not an identity: after a reboot or a long time the number is reused.
+So cms records a process's start time (``/proc/<pid>/stat`` field 22, clock ticks
+since boot) beside its pid and calls it alive only when both match.
+
+Stopping a turn must leave nothing behind. ``claude`` runs in its own process group
+(``start_new_session``), but tools it starts may make groups of their own, so
+:func:`kill_tree` collects the descendants by parent pid first, then signals the group
+and every descendant: SIGTERM, a short grace, then SIGKILL for whatever is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterable
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parens: split after the last ')'.
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    return fields[0].decode() if fields else None
+
+
+def alive(pid: int | None, started: int | None = None) -> bool:
+    """True when ``pid`` runs (not a zombie) and, if given, started at ``started``."""
+    if not pid or pid <= 0:
+        return False
+    if os.path.isdir("/proc"):
+        if _state(pid) in (None, "Z", "X"):
+            return False
+        return started is None or start_ticks(pid) == started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def descendants(pid: int) -> list[int]:
+    """All processes below ``pid`` (children, grandchildren, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                raw = handle.read()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        try:
+            parent = int(fields[1])
+        except (IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.append(child)
+                stack.append(child)
+    return found
+
+
+def _signal_all(pids: Iterable[int], pgid: int | None, sig: signal.Signals) -> None:
+    if pgid:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def kill_tree(pid: int, grace_s: float = 3.0, started: int | None = None) -> None:
+    """Stop ``pid``, its process group and all its descendants; escalate to SIGKILL.
+
+    ``pid`` is expected to lead its own process group (started with
+    ``start_new_session``). When ``started`` is given and does not match, the pid was
+    reused by an unrelated process and nothing is signalled.
+    """
+    if not alive(pid, started):
+        return
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    group = pgid if pgid == pid else None
+    tree = [pid, *descendants(pid)]
+    _signal_all(tree, group, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        tree = [p for p in tree if alive(p)] + [p for p in descendants(pid) if p not in tree]
+        if not tree and not (group and _group_alive(group)):
+            return
+        time.sleep(0.05)
+    tree = [p for p in {pid, *tree, *descendants(pid)} if alive(p)]
+    _signal_all(tree, group, signal.SIGKILL)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True

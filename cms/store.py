@@ -1,0 +1,260 @@
+"""The session store: TOML records on disk, locked and replaced atomically.
+
+Readers never lock: every write goes to a temp file in the same folder that is fsynced
+and then ``os.replace``d over the record, so a reader sees the old file or the new one,
+never half of one, and a writer killed at any instant leaves a parseable file. Writers
+that read-modify-write hold the record's lock (``<file>.lock``, filelock) for the whole
+cycle so concurrent updates from many processes are never lost.
+
+Permissions: ``$CMS_HOME`` and every folder below are 0700, every file 0600.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import tomli_w
+from filelock import FileLock, Timeout
+from pydantic import BaseModel, ValidationError
+
+from cms.errors import BadInput, CorruptRecord, EnvironmentProblem, NotFound
+from cms.models import SCHEMA_VERSION, ProjectConfig, SessionRecord, utcnow
+from cms.paths import ProjectPaths, valid_name
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+LOCK_TIMEOUT_S = 30.0
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _state_error(path: Path, exc: OSError) -> EnvironmentProblem:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = "the disk is full"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = "permission denied or read-only file system"
+    else:
+        why = exc.strerror or str(exc)
+    return EnvironmentProblem(
+        f"cannot write cms state at {path}: {why}; free space or point CMS_HOME elsewhere"
+    )
+
+
+def _to_toml(data: dict[str, Any]) -> str:
+    def prune(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: prune(v) for k, v in value.items() if v is not None}
+        return value
+
+    return tomli_w.dumps(prune(data))
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``: temp file in the same folder, fsync, rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class Listing:
+    """Records that loaded, and one line for each file that did not."""
+
+    records: list[SessionRecord] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+class Store:
+    """All reads and writes of one project's state."""
+
+    def __init__(self, paths: ProjectPaths) -> None:
+        self.paths = paths
+
+    # -- folders and locks -------------------------------------------------------
+
+    def ensure_dirs(self) -> None:
+        """Create the state folders (0700) if needed; exit-3 error when impossible."""
+        home = self.paths.home
+        for folder in (
+            home,
+            home / "projects",
+            self.paths.root,
+            self.paths.sessions_dir,
+            self.paths.logs_dir,
+        ):
+            try:
+                folder.mkdir(mode=DIR_MODE, exist_ok=True, parents=folder == home)
+                if folder.stat().st_mode & 0o777 != DIR_MODE:
+                    os.chmod(folder, DIR_MODE)
+            except OSError as exc:
+                raise _state_error(folder, exc) from exc
+
+    @contextlib.contextmanager
+    def locked(self, path: Path) -> Iterator[None]:
+        """Hold ``path``'s lock file (0600) for a read-modify-write cycle."""
+        lock = FileLock(str(path) + ".lock", mode=FILE_MODE, timeout=LOCK_TIMEOUT_S)
+        try:
+            with lock:
+                yield
+        except Timeout as exc:
+            raise EnvironmentProblem(
+                f"timed out waiting for the lock on {path}; is another cms stuck?"
+            ) from exc
+        except PermissionError as exc:
+            raise _state_error(path, exc) from exc
+
+    # -- generic TOML ------------------------------------------------------------
+
+    def _read(self, path: Path, model: type[M]) -> M:
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise CorruptRecord(str(path), f"not valid TOML ({exc})") from exc
+        except OSError as exc:
+            raise CorruptRecord(str(path), exc.strerror or str(exc)) from exc
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
+            raise CorruptRecord(
+                str(path), f"unknown schema_version {version!r} (this cms reads {SCHEMA_VERSION})"
+            )
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "record"
+            raise CorruptRecord(str(path), f"{where}: {first['msg']}") from exc
+
+    def _write(self, path: Path, record: BaseModel) -> None:
+        try:
+            atomic_write(path, _to_toml(record.model_dump(mode="python")))
+        except OSError as exc:
+            raise _state_error(path, exc) from exc
+
+    # -- sessions ----------------------------------------------------------------
+
+    def _session_path(self, name: str) -> Path:
+        if not valid_name(name):
+            raise BadInput(
+                f"invalid session name {name[:80]!r}: use 1-63 characters of a-z, 0-9, "
+                "'.', '_', '-', starting with a letter or digit"
+            )
+        return self.paths.session_file(name)
+
+    def exists(self, name: str) -> bool:
+        return self._session_path(name).exists()
+
+    def load(self, name: str) -> SessionRecord:
+        path = self._session_path(name)
+        try:
+            return self._read(path, SessionRecord)
+        except FileNotFoundError:
+            raise NotFound(
+                f"no session named {name!r} in project {self.paths.project}; see `cms list`"
+            ) from None
+
+    def list(self) -> Listing:
+        """Every session of the project, by creation time; unreadable files reported."""
+        listing = Listing()
+        try:
+            entries = sorted(os.scandir(self.paths.sessions_dir), key=lambda e: e.name)
+        except FileNotFoundError:
+            return listing
+        for entry in entries:
+            if not entry.name.endswith(".toml") or entry.name.startswith("."):
+                continue
+            try:
+                listing.records.append(self._read(Path(entry.path), SessionRecord))
+            except CorruptRecord as exc:
+                listing.problems.append(f"skipped {exc.path}: {exc.why}")
+            except FileNotFoundError:
+                continue  # deleted while we listed
+        listing.records.sort(key=lambda r: (r.created_at, r.name))
+        return listing
+
+    def create(self, record: SessionRecord) -> SessionRecord:
+        """Write a new record; refuses when the name is taken."""
+        self.ensure_dirs()
+        path = self._session_path(record.name)
+        with self.locked(path):
+            if path.exists():
+                raise BadInput(
+                    f"a session named {record.name!r} already exists; "
+                    "choose another --name or `cms delete` it"
+                )
+            self._write(path, record)
+        return record
+
+    def save(self, record: SessionRecord) -> SessionRecord:
+        path = self._session_path(record.name)
+        with self.locked(path):
+            record.updated_at = utcnow()
+            self._write(path, record)
+        return record
+
+    def update(
+        self, name: str, change: Callable[[SessionRecord], SessionRecord | None]
+    ) -> SessionRecord:
+        """Read-modify-write one record under its lock; ``change`` edits in place."""
+        path = self._session_path(name)
+        with self.locked(path):
+            record = self.load(name)
+            updated = change(record) or record
+            updated.updated_at = utcnow()
+            self._write(path, updated)
+            return updated
+
+    def delete(self, name: str) -> None:
+        path = self._session_path(name)
+        with self.locked(path):
+            if not path.exists():
+                raise NotFound(f"no session named {name!r} in project {self.paths.project}")
+            for target in (
+                self.paths.log_file(name),
+                self.paths.stderr_file(name),
+                self.paths.supervisor_log(name),
+                path,
+            ):
+                with contextlib.suppress(FileNotFoundError):
+                    target.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            Path(str(path) + ".lock").unlink()
+
+    # -- project -----------------------------------------------------------------
+
+    def load_project(self) -> ProjectConfig:
+        try:
+            return self._read(self.paths.project_file, ProjectConfig)
+        except FileNotFoundError:
+            return ProjectConfig(project=str(self.paths.project))
+
+    def update_project(
+        self, change: Callable[[ProjectConfig], ProjectConfig | None]
+    ) -> ProjectConfig:
+        self.ensure_dirs()
+        path = self.paths.project_file
+        with self.locked(path):
+            config = self.load_project()
+            config = change(config) or config
+            config.project = str(self.paths.project)
+            self._write(path, config)
+            return config

@@ -1,0 +1,187 @@
+"""Framing and parsing of Claude Code's ``--output-format stream-json`` stream.
+
+The stream is newline-delimited JSON. :class:`LineFramer` turns arbitrary byte chunks
+into complete lines (a line may arrive in pieces, several may arrive at once, the last
+may lack its newline). :func:`parse_line` turns one line into an event dict or None:
+a line that is not a JSON object is reported, never fatal; event types cms does not
+know are returned as they are for the caller to log and skip (forward-compatible).
+
+:class:`TurnTally` folds the events of one turn into what the session record shows
+while it runs: agentic turns, token usage, a live cost estimate, the last activity.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from cms.wire import AssistantEvent, ResultEvent, Usage
+
+#: USD per million tokens (input, output) by model family, for the *live estimate*
+#: only; the settled figure is always the CLI's own ``total_cost_usd``. Unknown models
+#: are priced as the most expensive family so the estimate errs on the safe side.
+PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
+    "opus": (15.0, 75.0),
+    "sonnet": (3.0, 15.0),
+    "haiku": (1.0, 5.0),
+}
+CACHE_WRITE_FACTOR = 1.25
+CACHE_READ_FACTOR = 0.1
+
+
+def price_for(model: str | None) -> tuple[float, float]:
+    name = (model or "").lower()
+    for family, price in PRICES_PER_MTOK.items():
+        if family in name:
+            return price
+    return PRICES_PER_MTOK["opus"]
+
+
+def estimate_cost(model: str | None, usage: Usage) -> float:
+    per_in, per_out = price_for(model)
+    tokens_in = (
+        usage.get("input_tokens", 0)
+        + usage.get("cache_creation_input_tokens", 0) * CACHE_WRITE_FACTOR
+        + usage.get("cache_read_input_tokens", 0) * CACHE_READ_FACTOR
+    )
+    return (tokens_in * per_in + usage.get("output_tokens", 0) * per_out) / 1_000_000
+
+
+class LineFramer:
+    """Split a byte stream into lines; tolerate partial and oversized lines."""
+
+    def __init__(self, max_line: int = 64 * 1024 * 1024) -> None:
+        self._buffer = bytearray()
+        self._max_line = max_line
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        self._buffer.extend(chunk)
+        lines: list[bytes] = []
+        while True:
+            cut = self._buffer.find(b"\n")
+            if cut < 0:
+                break
+            lines.append(bytes(self._buffer[:cut]))
+            del self._buffer[: cut + 1]
+        if len(self._buffer) > self._max_line:
+            # A runaway line without newline: hand it out rather than grow forever.
+            lines.append(bytes(self._buffer))
+            self._buffer.clear()
+        return lines
+
+    def flush(self) -> list[bytes]:
+        rest = bytes(self._buffer)
+        self._buffer.clear()
+        return [rest] if rest.strip() else []
+
+
+def parse_line(line: bytes | str) -> dict[str, Any] | None:
+    """One stream line as an event dict, or None when it is not a JSON object."""
+    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        return None
+    return value
+
+
+def _count(usage: Usage | dict[str, Any], key: str) -> int:
+    value = cast(dict[str, Any], usage).get(key)
+    return int(value) if isinstance(value, int | float) else 0
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def describe_tool_call(name: str, tool_input: dict[str, Any]) -> str:
+    """A short human description of a tool call: its name and key argument."""
+    for key in ("command", "file_path", "notebook_path", "path", "pattern", "url", "query"):
+        value = tool_input.get(key)
+        if isinstance(value, str) and value:
+            return _one_line(f"{name}: {value}")
+    return name
+
+
+@dataclass
+class TurnTally:
+    """Running totals of one turn, built from its events."""
+
+    model: str | None = None
+    session_id: str | None = None
+    #: usage per assistant message id: the CLI may emit one message in several events.
+    usage_by_message: dict[str, Usage] = field(default_factory=dict)
+    last_activity: str | None = None
+    last_text: str | None = None
+    result: ResultEvent | None = None
+    saw_conversation: bool = False
+    unknown_events: int = 0
+    bad_lines: int = 0
+
+    @property
+    def api_calls(self) -> int:
+        return len(self.usage_by_message)
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(u.get("input_tokens", 0) for u in self.usage_by_message.values())
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(u.get("output_tokens", 0) for u in self.usage_by_message.values())
+
+    @property
+    def estimated_cost_usd(self) -> float:
+        return sum(estimate_cost(self.model, u) for u in self.usage_by_message.values())
+
+    def add(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if isinstance(event.get("session_id"), str) and event["session_id"]:
+            self.session_id = event["session_id"]
+        if kind == "system":
+            if event.get("subtype") == "init" and isinstance(event.get("model"), str):
+                self.model = event["model"]
+        elif kind == "assistant":
+            self._add_assistant(cast(AssistantEvent, event))
+        elif kind == "user":
+            self.saw_conversation = True
+        elif kind == "result":
+            self.result = cast(ResultEvent, event)
+            self.saw_conversation = True
+        else:
+            self.unknown_events += 1
+
+    def _add_assistant(self, event: AssistantEvent) -> None:
+        self.saw_conversation = True
+        message = event.get("message") or {}
+        if event.get("parent_tool_use_id"):
+            return  # a subagent's message: its cost shows in the CLI's result
+        msg_id = message.get("id") or f"anon-{len(self.usage_by_message)}"
+        usage = message.get("usage") or {}
+        previous = self.usage_by_message.get(msg_id, {})
+        merged: dict[str, int] = {}
+        for key in (
+            "input_tokens",
+            "output_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+        ):
+            merged[key] = max(_count(previous, key), _count(usage, key))
+        self.usage_by_message[msg_id] = cast(Usage, merged)
+        if isinstance(message.get("model"), str) and not self.model:
+            self.model = message["model"]
+        for block in message.get("content") or []:
+            if block.get("type") == "tool_use":
+                self.last_activity = describe_tool_call(
+                    str(block.get("name", "tool")), block.get("input") or {}
+                )
+            elif block.get("type") == "text" and block.get("text", "").strip():
+                self.last_text = block["text"]
+                self.last_activity = _one_line(block["text"])

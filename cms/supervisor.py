@@ -1,0 +1,420 @@
+"""The detached supervisor of one running turn.
+
+Started by :mod:`cms.launcher` as ``python -m cms.supervisor HOME PROJECT NAME`` in a
+process session of its own, with no terminal and none of the caller's file
+descriptors, so the command that started it may exit or be killed without harm.
+It owns the turn from start to recorded outcome:
+
+- starts ``claude -p`` (its own process group) with the prompt on stdin;
+- reads stream-json line by line, appends every raw line to the session's log, and
+  keeps the record current (turns, tokens, live cost estimate, last activity);
+- ends the turn itself when it runs past its deadline (``timed_out``), when the
+  session is aborted (``aborted``) or when the session's or project's spend reaches
+  its cap (``cost_exceeded``): the whole process tree is stopped, SIGTERM then SIGKILL;
+- records the outcome from the ``result`` event (trusting ``is_error``, not only the
+  subtype: an API error ends with subtype "success" and ``is_error`` true), or
+  ``failed`` with the stderr tail when the CLI crashed or exited without a result;
+- then starts queued sessions of the project if a slot is free.
+
+If the supervisor itself dies, the record still says ``running`` with a pid that is
+no longer alive: every reader then shows the session as ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from cms import claude, procs
+from cms.errors import CmsError
+from cms.models import SessionRecord, Status, utcnow
+from cms.paths import ProjectPaths
+from cms.store import Store
+from cms.streamjson import LineFramer, TurnTally, parse_line
+
+#: How often the record is rewritten while events stream in (seconds).
+RECORD_EVERY_S = 0.25
+#: How often the project's total spend is re-read for the project cap (seconds).
+PROJECT_CAP_EVERY_S = 1.0
+#: SIGTERM to SIGKILL grace when stopping claude.
+KILL_GRACE_S = 3.0
+STDERR_TAIL_CHARS = 2000
+
+ERROR_FOR_SUBTYPE = {
+    "error_max_turns": Status.TURNS_EXCEEDED,
+    "error_max_budget_usd": Status.COST_EXCEEDED,
+}
+
+
+@dataclass
+class Stop:
+    """Why the supervisor ended the turn itself."""
+
+    status: Status
+    error: str
+
+
+class Supervisor:
+    def __init__(self, paths: ProjectPaths, name: str) -> None:
+        self.paths = paths
+        self.name = name
+        self.store = Store(paths)
+        self.tally = TurnTally()
+        self.stop: Stop | None = None
+        self.terminated = False
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._last_write = 0.0
+        self._last_cap_check = 0.0
+        self._project_other_spend = 0.0
+
+    # -- signals ---------------------------------------------------------------
+
+    def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        self.terminated = True
+
+    # -- main ------------------------------------------------------------------
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        me, started = os.getpid(), procs.start_ticks(os.getpid())
+
+        def claim(record: SessionRecord) -> None:
+            record.status = Status.RUNNING
+            record.pid = me
+            record.pid_started = started
+
+        record = self.store.update(self.name, claim)
+        try:
+            return self._run_turn(record)
+        except Exception as exc:  # never leave a running record behind
+            self._log(traceback.format_exc())
+            self._finish(Status.FAILED, f"cms supervisor error: {exc}")
+            return 1
+
+    def _run_turn(self, record: SessionRecord) -> int:
+        config = self.store.load_project()
+        budget_left = None
+        if record.max_cost_usd is not None:
+            budget_left = record.max_cost_usd - record.settled_cost_usd
+        if config.limits.max_cost_usd is not None:
+            project_left = config.limits.max_cost_usd - self._project_spend(exclude=None)
+            budget_left = project_left if budget_left is None else min(budget_left, project_left)
+        turns_left = None
+        if record.max_turns is not None:
+            turns_left = record.max_turns - record.settled_turns
+        self.turns_passed = turns_left
+        try:
+            binary = claude.find_claude()
+        except CmsError as exc:
+            self._finish(Status.FAILED, exc.message)
+            return 1
+        spec = claude.TurnSpec(
+            claude=binary,
+            session_id=record.session_id,
+            resume=record.has_conversation and not record.fork_from,
+            fork_from=record.fork_from,
+            preset=record.preset,
+            model=record.model,
+            max_budget_usd=budget_left,
+            max_turns=turns_left,
+        )
+        env = claude.child_env(
+            os.environ,
+            session=record.name,
+            depth=record.depth,
+            project=self.paths.project,
+            home=self.paths.home,
+        )
+        prompt = record.pending_message or record.task
+        cwd = record.cwd or str(self.paths.project)
+        stderr_path = self.paths.stderr_file(self.name)
+        log_path = self.paths.log_file(self.name)
+        with open(stderr_path, "wb") as stderr, open(log_path, "ab") as log:
+            os.chmod(stderr_path, 0o600)
+            os.chmod(log_path, 0o600)
+            try:
+                self.proc = subprocess.Popen(
+                    claude.build_argv(spec),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    cwd=cwd,
+                    env=env,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as exc:
+                self._finish(Status.FAILED, f"could not start claude ({binary}): {exc}")
+                return 1
+            child_pid, child_started = self.proc.pid, procs.start_ticks(self.proc.pid)
+
+            def note_child(r: SessionRecord) -> None:
+                r.child_pid, r.child_started = child_pid, child_started
+
+            self.store.update(self.name, note_child)
+            self._send_prompt(prompt)
+            self._pump(log)
+        return self._conclude(stderr_path)
+
+    def _send_prompt(self, prompt: str) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(prompt.encode("utf-8"))
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # claude died at once; its exit status and stderr tell why
+
+    # -- the event loop ----------------------------------------------------------
+
+    def _pump(self, log: IO[bytes]) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        stdout = self.proc.stdout
+        framer = LineFramer()
+        selector = selectors.DefaultSelector()
+        selector.register(stdout, selectors.EVENT_READ)
+        fd = stdout.fileno()
+        open_stream = True
+        exited_at: float | None = None
+        while open_stream:
+            if self.stop is None:
+                self.stop = self._check_limits()
+                if self.stop is not None:
+                    self._kill_child()
+            for _key, _mask in selector.select(timeout=0.2):
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    open_stream = False
+                    break
+                for line in framer.feed(chunk):
+                    self._handle_line(line, log)
+            if open_stream and self.proc.poll() is not None:
+                # claude is gone but something it started may still hold the pipe.
+                exited_at = exited_at or time.monotonic()
+                if time.monotonic() - exited_at > 2.0:
+                    open_stream = False
+            if not open_stream:
+                for line in framer.flush():
+                    self._handle_line(line, log)
+            self._maybe_write()
+        selector.close()
+        try:
+            self.proc.wait(timeout=KILL_GRACE_S * 2)
+        except subprocess.TimeoutExpired:
+            self._kill_child()
+            self.proc.wait()
+
+    def _handle_line(self, line: bytes, log: IO[bytes]) -> None:
+        log.write(line.rstrip(b"\r\n") + b"\n")
+        log.flush()
+        event = parse_line(line)
+        if event is None:
+            self.tally.bad_lines += 1
+            return
+        before = self.tally.result
+        self.tally.add(event)
+        if self.tally.result is not before:
+            self._maybe_write(force=True)
+
+    def _check_limits(self) -> Stop | None:
+        if self.terminated:
+            record = self.store.load(self.name)
+            if record.abort_requested:
+                return Stop(Status.ABORTED, "aborted by cms abort")
+            return Stop(Status.FAILED, "the cms supervisor was terminated")
+        record = self.store.load(self.name)
+        if record.abort_requested:
+            return Stop(Status.ABORTED, "aborted by cms abort")
+        if record.deadline is not None and time.time() >= record.deadline:
+            limit = f"{record.timeout_s:g}s" if record.timeout_s else "its deadline"
+            return Stop(Status.TIMED_OUT, f"the turn ran past its timeout of {limit}")
+        spend = record.settled_cost_usd + self.tally.estimated_cost_usd
+        if record.max_cost_usd is not None and spend >= record.max_cost_usd:
+            return Stop(
+                Status.COST_EXCEEDED,
+                f"spend ${spend:.4f} reached the session budget ${record.max_cost_usd:.4f}",
+            )
+        now = time.monotonic()
+        if now - self._last_cap_check >= PROJECT_CAP_EVERY_S:
+            self._last_cap_check = now
+            cap = self.store.load_project().limits.max_cost_usd
+            if cap is not None:
+                total = self._project_spend(exclude=self.name) + spend
+                if total >= cap:
+                    return Stop(
+                        Status.COST_EXCEEDED,
+                        f"the project's spend ${total:.4f} reached its cap ${cap:.4f}",
+                    )
+        return None
+
+    def _project_spend(self, exclude: str | None) -> float:
+        return sum(r.cost_usd for r in self.store.list().records if r.name != exclude)
+
+    def _kill_child(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            procs.kill_tree(self.proc.pid, grace_s=KILL_GRACE_S)
+
+    def _maybe_write(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_write < RECORD_EVERY_S:
+            return
+        self._last_write = now
+        tally = self.tally
+
+        def live(record: SessionRecord) -> None:
+            record.cost_usd = record.settled_cost_usd + tally.estimated_cost_usd
+            record.turns = record.settled_turns + tally.api_calls
+            if tally.last_activity:
+                record.last_activity = tally.last_activity
+            if tally.saw_conversation:
+                record.has_conversation = True
+
+        self.store.update(self.name, live)
+
+    # -- the outcome -------------------------------------------------------------
+
+    def _conclude(self, stderr_path: Path) -> int:
+        assert self.proc is not None
+        code = self.proc.returncode
+        result = self.tally.result
+        stderr_tail = _tail(stderr_path)
+        if self.stop is not None:
+            status, error = self.stop.status, self.stop.error
+        elif result is not None:
+            subtype = str(result.get("subtype", ""))
+            if subtype in ERROR_FOR_SUBTYPE:
+                status = ERROR_FOR_SUBTYPE[subtype]
+                error = "; ".join(result.get("errors") or []) or subtype
+            elif result.get("is_error") or subtype != "success":
+                status = Status.FAILED
+                error = _result_error(result, stderr_tail, code)
+            else:
+                status, error = Status.COMPLETED, ""
+        else:
+            status = Status.FAILED
+            error = stderr_tail or f"claude exited with status {code} and no result"
+            if code is not None and code < 0:
+                error = f"claude was killed by signal {-code}. {error}".strip()
+        self._finish(status, error)
+        return 0 if status is Status.COMPLETED else 1
+
+    def _finish(self, status: Status, error: str) -> None:
+        tally = self.tally
+        result = tally.result
+        turns_limit = getattr(self, "turns_passed", None)
+
+        def final(record: SessionRecord) -> None:
+            if result is not None and isinstance(result.get("total_cost_usd"), int | float):
+                turn_cost = float(result["total_cost_usd"])
+            else:
+                turn_cost = tally.estimated_cost_usd
+            if result is not None and isinstance(result.get("num_turns"), int):
+                turn_turns = int(result["num_turns"])
+                if turns_limit is not None:
+                    # error_max_turns reports the refused turn too; count turns used.
+                    turn_turns = min(turn_turns, max(turns_limit, 1))
+            else:
+                turn_turns = tally.api_calls
+            record.settled_cost_usd += turn_cost
+            record.settled_turns += turn_turns
+            record.cost_usd = record.settled_cost_usd
+            record.turns = record.settled_turns
+            record.input_tokens += tally.input_tokens
+            record.output_tokens += tally.output_tokens
+            if result is not None:
+                sid = result.get("session_id")
+                if isinstance(sid, str) and sid:
+                    record.session_id = sid
+                text = result.get("result")
+                record.response = text if isinstance(text, str) else tally.last_text
+            else:
+                record.response = tally.last_text
+            if tally.saw_conversation:
+                record.has_conversation = True
+            record.fork_from = None
+            record.status = status
+            record.error = error or None
+            record.outcome = str(result.get("subtype")) if result else None
+            record.pid = None
+            record.pid_started = None
+            record.child_pid = None
+            record.child_started = None
+            record.deadline = None
+            record.pending_message = None
+            record.abort_requested = False
+            record.result_read = False
+            record.exchanges += 1
+            record.ended_at = utcnow()
+            if tally.last_activity:
+                record.last_activity = tally.last_activity
+
+        self.store.update(self.name, final)
+        self._start_queued()
+
+    def _start_queued(self) -> None:
+        from cms import launcher
+
+        try:
+            launcher.start_queued(self.store)
+        except Exception:
+            self._log(traceback.format_exc())
+
+    def _log(self, text: str) -> None:
+        with contextlib.suppress(OSError), open(self.paths.supervisor_log(self.name), "a") as f:
+            f.write(text)
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - STDERR_TAIL_CHARS))
+            data = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return data.strip()
+
+
+def _result_error(result: dict[str, object] | object, stderr_tail: str, code: int | None) -> str:
+    assert isinstance(result, dict)
+    parts: list[str] = []
+    text = result.get("result")
+    if isinstance(text, str) and text.strip():
+        parts.append(text.strip())
+    errors = result.get("errors")
+    if isinstance(errors, list):
+        parts.extend(str(e) for e in errors if str(e).strip())
+    status = result.get("api_error_status")
+    if status:
+        parts.insert(0, f"API error {status}:")
+    if not parts and stderr_tail:
+        parts.append(stderr_tail)
+    if not parts:
+        parts.append(f"claude ended with an error (exit {code})")
+    return " ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3:
+        print("usage: python -m cms.supervisor HOME PROJECT NAME", file=sys.stderr)
+        return 2
+    home, project, name = args
+    paths = ProjectPaths.for_project(Path(project), Path(home))
+    return Supervisor(paths, name).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
