@@ -18,34 +18,45 @@ from typing import Any, cast
 
 from cms.wire import AssistantEvent, ResultEvent, Usage
 
-#: USD per million tokens (input, output) by model family, for the *live estimate*
-#: only; the settled figure is always the CLI's own ``total_cost_usd``. Unknown models
-#: are priced as the most expensive family so the estimate errs on the safe side.
-PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
-    "opus": (15.0, 75.0),
-    "sonnet": (3.0, 15.0),
-    "haiku": (1.0, 5.0),
+#: USD per million tokens (input, output, cache read, cache write) as Claude Code
+#: 2.1.332 prices them, for the *live estimate* only; the settled figure is always the
+#: CLI's own ``total_cost_usd``. A model not listed is priced by its family, and an
+#: unknown family as the dearest, so the estimate errs on the safe side.
+PRICES_PER_MTOK: dict[str, tuple[float, float, float, float]] = {
+    "claude-opus-5-5": (4.0, 20.0, 0.2, 5.0),
+    "claude-opus-4-5": (5.0, 25.0, 0.5, 6.25),
+    "claude-sonnet-5-5": (2.0, 10.0, 0.1, 2.5),
+    "claude-sonnet-4-6": (3.0, 15.0, 0.3, 3.75),
+    "claude-sonnet-4-5": (3.0, 15.0, 0.3, 3.75),
+    "claude-haiku-5-5": (0.5, 0.5, 0.05, 0.625),
+    "claude-haiku-4-5": (1.0, 5.0, 0.1, 1.25),
 }
-CACHE_WRITE_FACTOR = 1.25
-CACHE_READ_FACTOR = 0.1
+FAMILY_PRICES: dict[str, tuple[float, float, float, float]] = {
+    "opus": (15.0, 75.0, 1.5, 18.75),
+    "sonnet": (3.0, 15.0, 0.3, 3.75),
+    "haiku": (1.0, 5.0, 0.1, 1.25),
+}
 
 
-def price_for(model: str | None) -> tuple[float, float]:
+def price_for(model: str | None) -> tuple[float, float, float, float]:
     name = (model or "").lower()
-    for family, price in PRICES_PER_MTOK.items():
+    for known, price in PRICES_PER_MTOK.items():
+        if name.startswith(known):
+            return price
+    for family, price in FAMILY_PRICES.items():
         if family in name:
             return price
-    return PRICES_PER_MTOK["opus"]
+    return FAMILY_PRICES["opus"]
 
 
 def estimate_cost(model: str | None, usage: Usage) -> float:
-    per_in, per_out = price_for(model)
-    tokens_in = (
-        usage.get("input_tokens", 0)
-        + usage.get("cache_creation_input_tokens", 0) * CACHE_WRITE_FACTOR
-        + usage.get("cache_read_input_tokens", 0) * CACHE_READ_FACTOR
-    )
-    return (tokens_in * per_in + usage.get("output_tokens", 0) * per_out) / 1_000_000
+    per_in, per_out, per_read, per_write = price_for(model)
+    return (
+        usage.get("input_tokens", 0) * per_in
+        + usage.get("output_tokens", 0) * per_out
+        + usage.get("cache_read_input_tokens", 0) * per_read
+        + usage.get("cache_creation_input_tokens", 0) * per_write
+    ) / 1_000_000
 
 
 class LineFramer:
