@@ -253,7 +253,7 @@ def test_background_holds_no_pipe(cms: Cms, standin: StandIn) -> None:
     """`$(cms delegate --background ...)` returns while the turn still runs."""
     standin.script("T-BG", [text("later", delay=20)])
     started = time.monotonic()
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: UP022 - pipes on purpose: they must not be held
         [*CMS, "delegate", "bg T-BG", "--name", "bg", "--background"],
         cwd=cms.cwd,
         env=cms.env,
