@@ -47,7 +47,8 @@ from cms.models import (
 from cms.paths import ProjectPaths, cms_home, resolve_project, valid_name
 from cms.store import Store
 
-POLL_S = 0.1
+#: How often a waiter re-reads the records (seconds): a turn's end is seen this soon.
+POLL_S = 0.02
 #: How often a waiter re-checks the queue in case every supervisor died.
 QUEUE_KICK_S = 2.0
 

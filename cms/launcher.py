@@ -15,10 +15,14 @@ the same session twice.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from datetime import UTC, datetime
 
 from cms import procs
@@ -39,35 +43,81 @@ def supervisor_alive(record: SessionRecord) -> bool:
 
 
 def spawn_supervisor(store: Store, name: str) -> int:
-    """Start the detached supervisor of ``name``'s turn; returns its pid."""
+    """Start the detached supervisor of ``name``'s turn; returns its pid.
+
+    A single-threaded caller (the CLI) forks: the child already has every module
+    imported, which saves a fresh interpreter's start on the path of every turn. A
+    threaded caller (the MCP server) must not fork, so it starts a new interpreter.
+    """
     paths = store.paths
-    log = open(paths.supervisor_log(name), "ab")  # noqa: SIM115 - handed to the child
+    log_path = paths.supervisor_log(name)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        os.chmod(paths.supervisor_log(name), 0o600)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cms.supervisor", str(paths.home), str(paths.project), name],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            start_new_session=True,
-            close_fds=True,
-            cwd="/",
-            env=_supervisor_env(),
-        )
+        if threading.active_count() == 1 and hasattr(os, "fork"):
+            pid = _fork_supervisor(store, name, log_fd)
+        else:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cms.supervisor", str(paths.home), str(paths.project), name],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log_fd,
+                start_new_session=True,
+                close_fds=True,
+                cwd="/",
+                env=_supervisor_env(),
+            )
+            pid = proc.pid
     finally:
-        log.close()
-    started = procs.start_ticks(proc.pid)
+        os.close(log_fd)
+    started = procs.start_ticks(pid)
 
     def note(record: SessionRecord) -> None:
         # The supervisor may already have claimed the record (or even finished).
         if record.status is Status.RUNNING and record.pid is None:
-            record.pid = proc.pid
+            record.pid = pid
             record.pid_started = started
 
     store.update(name, note)
     # Not waited for: the supervisor outlives us. A long-lived caller (the MCP server)
     # reaps it through subprocess's own bookkeeping of dropped Popen objects.
-    return proc.pid
+    return pid
+
+
+def _fork_supervisor(store: Store, name: str, log_fd: int) -> int:
+    """Fork a detached supervisor: new session, stdio on /dev/null and the log, no
+    other inherited descriptor, and ``os._exit`` so no parent cleanup runs twice."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
+        os.dup2(log_fd, 2)
+        os.closerange(3, _max_fd())
+        os.chdir("/")
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        from cms.supervisor import Supervisor
+
+        code = Supervisor(store.paths, name).run()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _max_fd() -> int:
+    try:
+        return min(os.sysconf("SC_OPEN_MAX"), 65536)
+    except (ValueError, OSError):
+        return 4096
 
 
 def _supervisor_env() -> dict[str, str]:

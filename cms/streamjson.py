@@ -20,8 +20,8 @@ from cms.wire import AssistantEvent, ResultEvent, Usage
 
 #: USD per million tokens (input, output, cache read, cache write) as Claude Code
 #: 2.1.332 prices them, for the *live estimate* only; the settled figure is always the
-#: CLI's own ``total_cost_usd``. A model not listed is priced by its family, and an
-#: unknown family as the dearest, so the estimate errs on the safe side.
+#: CLI's own ``total_cost_usd``. A model not listed is priced by its family; a name
+#: the CLI does not know it prices as its default model, and so does this estimate.
 PRICES_PER_MTOK: dict[str, tuple[float, float, float, float]] = {
     "claude-opus-5-5": (4.0, 20.0, 0.2, 5.0),
     "claude-opus-4-5": (5.0, 25.0, 0.5, 6.25),
@@ -32,9 +32,9 @@ PRICES_PER_MTOK: dict[str, tuple[float, float, float, float]] = {
     "claude-haiku-4-5": (1.0, 5.0, 0.1, 1.25),
 }
 FAMILY_PRICES: dict[str, tuple[float, float, float, float]] = {
-    "opus": (15.0, 75.0, 1.5, 18.75),
-    "sonnet": (3.0, 15.0, 0.3, 3.75),
-    "haiku": (1.0, 5.0, 0.1, 1.25),
+    "opus": PRICES_PER_MTOK["claude-opus-5-5"],
+    "sonnet": PRICES_PER_MTOK["claude-sonnet-5-5"],
+    "haiku": PRICES_PER_MTOK["claude-haiku-5-5"],
 }
 
 
@@ -46,7 +46,7 @@ def price_for(model: str | None) -> tuple[float, float, float, float]:
     for family, price in FAMILY_PRICES.items():
         if family in name:
             return price
-    return FAMILY_PRICES["opus"]
+    return PRICES_PER_MTOK["claude-opus-5-5"]
 
 
 def estimate_cost(model: str | None, usage: Usage) -> float:

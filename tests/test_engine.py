@@ -218,7 +218,7 @@ def test_parallel_background_delegations_and_wait(cms: Cms, standin: StandIn) ->
     scripts = {}
     for i in range(3):
         marker = f"T-PAR{i}"
-        scripts[marker] = [text(f"answer {i}", input_tokens=1000 * (i + 1), delay=0.5)]
+        scripts[marker] = [text(f"answer {i}", input_tokens=1000 * (i + 1), delay=3)]
         standin.script(marker, scripts[marker])
         started = cms.ok(
             "delegate", f"job {marker}", "--name", f"par{i}", "--background", "--model", MODEL
