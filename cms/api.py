@@ -21,7 +21,7 @@ import re
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -694,6 +694,38 @@ def delete_session(project: Project, name: str, force: bool = False) -> SessionR
         record = abort_session(project, name)
     project.store.delete(record.name)
     return record
+
+
+# -- logs ------------------------------------------------------------------------------
+
+
+def read_log(
+    project: Project, name: str, follow: bool = False, poll_s: float = 0.2
+) -> Iterator[bytes]:
+    """The session's raw stream-json lines; with ``follow``, until its turn ends."""
+    record = get_session(project, name)
+    path = project.paths.log_file(record.name)
+    position = 0
+    pending = b""
+    while True:
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(position)
+                chunk = handle.read()
+                position = handle.tell()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            yield from lines
+        if not follow:
+            break
+        if not get_session(project, record.name).status.active and not chunk:
+            break
+        time.sleep(poll_s)
+    if pending.strip():
+        yield pending
 
 
 # -- reports ---------------------------------------------------------------------------

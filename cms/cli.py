@@ -403,6 +403,27 @@ def show(name: str) -> None:
 
 @cli.command()
 @click.argument("name")
+@click.option("--follow", "-f", is_flag=True, help="Keep showing events until the turn ends.")
+@click.option("--raw", is_flag=True, help="The stream-json lines as Claude Code wrote them.")
+@common
+def logs(name: str, follow: bool, raw: bool) -> None:
+    """NAME's events: tool calls, text, denials, results."""
+    from cms import api, logview
+
+    lines = api.read_log(_project(), name, follow=follow)
+    try:
+        if raw or _state().json:
+            for line in lines:
+                click.echo(line.decode("utf-8", "replace"))
+        else:
+            for text in logview.render_lines(lines):
+                click.echo(text)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+@cli.command()
+@click.argument("name")
 @common
 def abort(name: str) -> None:
     """Stop NAME's running turn and its whole process tree."""

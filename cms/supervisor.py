@@ -23,6 +23,7 @@ no longer alive: every reader then shows the session as ``interrupted``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import selectors
 import signal
@@ -360,7 +361,14 @@ class Supervisor:
                 record.last_activity = tally.last_activity
 
         self.store.update(self.name, final)
+        self._log_outcome(status, error)
         self._start_queued()
+
+    def _log_outcome(self, status: Status, error: str) -> None:
+        """Close the turn in the event log with cms's own verdict (``cms logs`` shows it)."""
+        event = {"type": "cms_outcome", "status": status.value, "error": error or None}
+        with contextlib.suppress(OSError), open(self.paths.log_file(self.name), "ab") as log:
+            log.write(json.dumps(event).encode() + b"\n")
 
     def _start_queued(self) -> None:
         from cms import launcher
