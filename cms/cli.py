@@ -558,6 +558,14 @@ def doctor() -> None:
         raise SystemExit(EXIT_ENVIRONMENT if any(c.name == "claude" for c in failing) else 1)
 
 
+@cli.command()
+def mcp() -> None:
+    """The MCP server (stdio): every operation as a tool for the parent model."""
+    from cms import mcp_server
+
+    mcp_server.serve()
+
+
 @cli.command(context_settings={"ignore_unknown_options": True})
 @click.argument("event")
 def hook(event: str) -> None:
