@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cms import procs
 from cms.errors import EnvironmentProblem
 from cms.models import Preset
 from cms.store import atomic_write
@@ -78,22 +79,13 @@ def find_claude(env: Mapping[str, str] | None = None) -> str:
 def probe_version(path: str, env: Mapping[str, str] | None = None) -> str:
     """Run ``claude --version``; exit-3 error when it does not run."""
     try:
-        done = subprocess.run(
-            [path, "--version"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=dict(os.environ if env is None else env),
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
+        done = procs.run([path, "--version"], env=os.environ if env is None else env)
     except (OSError, subprocess.SubprocessError) as exc:
         raise EnvironmentProblem(f"claude at {path} does not run: {exc}") from exc
-    text = (done.stdout or "").strip()
-    if done.returncode != 0 or not text:
-        tail = (done.stderr or done.stdout or "").strip().splitlines()[-1:] or ["no output"]
+    text = done.stdout.strip()
+    if not done.ok or not text:
         raise EnvironmentProblem(
-            f"claude at {path} does not run (exit {done.returncode}: {tail[0][:200]})"
+            f"claude at {path} does not run (exit {done.code}: {done.first_error_line()[:200]})"
         )
     return text.split()[0]
 

@@ -59,14 +59,20 @@ def resolve_project(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Path:
-    """The project directory: ``--project``, else ``$CMS_PROJECT``, else the git
-    top-level of the working directory, else the working directory."""
+    """The project: the git top-level of ``--project``, else of ``$CMS_PROJECT``, else
+    of the working directory; a directory outside git is its own project.
+
+    A subdirectory of a repository names the same project as its top-level, however
+    it is given, so ``cms --project repo/src list`` shows the sessions started in repo.
+    """
     env = os.environ if env is None else env
     if explicit:
-        return Path(os.path.realpath(os.path.expanduser(os.fspath(explicit))))
-    if env.get("CMS_PROJECT"):
-        return Path(os.path.realpath(os.path.expanduser(env["CMS_PROJECT"])))
-    return find_project_root(cwd if cwd is not None else Path.cwd())
+        start = Path(os.path.expanduser(os.fspath(explicit)))
+    elif env.get("CMS_PROJECT"):
+        start = Path(os.path.expanduser(env["CMS_PROJECT"]))
+    else:
+        start = cwd if cwd is not None else Path.cwd()
+    return find_project_root(start)
 
 
 def project_key(root: Path) -> str:

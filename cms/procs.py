@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 
 def start_ticks(pid: int) -> int | None:
@@ -133,3 +135,50 @@ def _group_alive(pgid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+@dataclass(frozen=True)
+class Completed:
+    """The outcome of a short command run to completion."""
+
+    argv: tuple[str, ...]
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+    def first_error_line(self) -> str:
+        for line in (self.stderr or self.stdout).splitlines():
+            if line.strip():
+                return line.strip()
+        return f"exit status {self.code}"
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+    stdin_text: str | None = None,
+) -> Completed:
+    """Run a short command and capture its output: the one wrapper for such calls.
+
+    Raises OSError when it cannot be started and subprocess.TimeoutExpired when it
+    runs past ``timeout``; a non-zero exit is a result, not an exception.
+    """
+    done = subprocess.run(
+        list(argv),
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        input=stdin_text,
+        stdin=None if stdin_text is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return Completed(tuple(argv), done.returncode, done.stdout, done.stderr)

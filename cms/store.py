@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import tempfile
 import tomllib
@@ -21,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import tomli_w
-from filelock import FileLock, Timeout
 from pydantic import BaseModel, ValidationError
 
+from cms import __version__
 from cms.errors import BadInput, CorruptRecord, EnvironmentProblem, NotFound
 from cms.models import SCHEMA_VERSION, ProjectConfig, SessionRecord, utcnow
 from cms.paths import ProjectPaths, valid_name
@@ -32,23 +32,26 @@ from cms.paths import ProjectPaths, valid_name
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 LOCK_TIMEOUT_S = 30.0
+#: Changes whenever the record model changes, so an index from another cms is ignored.
+INDEX_VERSION = f"{SCHEMA_VERSION}:{__version__}"
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def _state_error(path: Path, exc: OSError) -> EnvironmentProblem:
+def _state_error(path: Path, exc: OSError, verb: str = "write") -> EnvironmentProblem:
+    fix = "fix that or point CMS_HOME elsewhere"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         why = "the disk is full"
+        fix = "free space or point CMS_HOME elsewhere"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         why = "permission denied or read-only file system"
     else:
         why = exc.strerror or str(exc)
-    return EnvironmentProblem(
-        f"cannot write cms state at {path}: {why}; free space or point CMS_HOME elsewhere"
-    )
+    return EnvironmentProblem(f"cannot {verb} cms state at {path}: {why}; {fix}")
 
 
 def _to_toml(data: dict[str, Any]) -> str:
+    import tomli_w  # only writers pay for the import
     def prune(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: prune(v) for k, v in value.items() if v is not None}
@@ -109,6 +112,8 @@ class Store:
     @contextlib.contextmanager
     def locked(self, path: Path) -> Iterator[None]:
         """Hold ``path``'s lock file (0600) for a read-modify-write cycle."""
+        from filelock import FileLock, Timeout  # only writers pay for the import
+
         lock = FileLock(str(path) + ".lock", mode=FILE_MODE, timeout=LOCK_TIMEOUT_S)
         try:
             with lock:
@@ -123,15 +128,24 @@ class Store:
     # -- generic TOML ------------------------------------------------------------
 
     def _read(self, path: Path, model: type[M]) -> M:
+        return self._validate(path, self._parse(path), model)
+
+    def _parse(self, path: Path) -> dict[str, Any]:
         try:
             with open(path, "rb") as handle:
-                data = tomllib.load(handle)
+                return tomllib.load(handle)
         except FileNotFoundError:
             raise
+        except NotADirectoryError as exc:
+            # A folder on the way is a regular file: the state root is unusable (exit 3),
+            # not this record corrupt.
+            raise _state_error(path, exc, "read") from exc
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise CorruptRecord(str(path), f"not valid TOML ({exc})") from exc
         except OSError as exc:
             raise CorruptRecord(str(path), exc.strerror or str(exc)) from exc
+
+    def _validate(self, path: Path, data: dict[str, Any], model: type[M]) -> M:
         version = data.get("schema_version", SCHEMA_VERSION)
         if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
             raise CorruptRecord(
@@ -179,17 +193,62 @@ class Store:
             entries = sorted(os.scandir(self.paths.sessions_dir), key=lambda e: e.name)
         except FileNotFoundError:
             return listing
+        except OSError as exc:
+            raise _state_error(self.paths.sessions_dir, exc, "read") from exc
+        index = self._load_index()
+        fresh: dict[str, Any] = {}
         for entry in entries:
             if not entry.name.endswith(".toml") or entry.name.startswith("."):
                 continue
+            path = Path(entry.path)
             try:
-                listing.records.append(self._read(Path(entry.path), SessionRecord))
+                info = entry.stat()
+                stamp = [info.st_ino, info.st_size, info.st_mtime_ns]
+                cached = index.get(entry.name)
+                if isinstance(cached, dict) and cached.get("stamp") == stamp:
+                    record = self._validate(path, cached["data"], SessionRecord)
+                else:
+                    record = self._read(path, SessionRecord)
+                fresh[entry.name] = {"stamp": stamp, "data": record.model_dump(mode="json")}
+                listing.records.append(record)
             except CorruptRecord as exc:
                 listing.problems.append(f"skipped {exc.path}: {exc.why}")
             except FileNotFoundError:
                 continue  # deleted while we listed
+        if fresh.keys() != index.keys() or any(
+            index[k].get("stamp") != v["stamp"] for k, v in fresh.items()
+        ):
+            self._save_index(fresh)
         listing.records.sort(key=lambda r: (r.created_at, r.name))
         return listing
+
+    # The index is a cache of parsed records keyed by each file's inode, size and
+    # mtime: every write replaces the file (a new inode), so a stale entry is never
+    # used. tomllib is pure Python and parsing 1,000 records costs ~250 ms; the index
+    # makes a listing of unchanged records a JSON load. It is derived data: a missing
+    # or damaged index is rebuilt, never trusted.
+
+    @property
+    def _index_path(self) -> Path:
+        return self.paths.sessions_dir / ".index.json"
+
+    def _load_index(self) -> dict[str, Any]:
+        try:
+            with open(self._index_path, "rb") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or data.get("version") != INDEX_VERSION:
+            return {}
+        entries = data.get("entries")
+        return entries if isinstance(entries, dict) else {}
+
+    def _save_index(self, entries: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):
+            atomic_write(
+                self._index_path,
+                json.dumps({"version": INDEX_VERSION, "entries": entries}, separators=(",", ":")),
+            )
 
     def create(self, record: SessionRecord) -> SessionRecord:
         """Write a new record; refuses when the name is taken."""
