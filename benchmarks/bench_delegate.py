@@ -161,9 +161,8 @@ def series(pairs: int, latency: float) -> None:
     ratio = statistics.median(ratios)
     print(f"median cms delegate : {statistics.median(cms_times):.3f}s")
     print(f"median claude -p    : {statistics.median(bare_times):.3f}s")
-    print(
-        f"median ratio        : {ratio:.3f}  (target <= 1.15: {'met' if ratio <= 1.15 else 'NOT met'})"
-    )
+    verdict = "met" if ratio <= 1.15 else "NOT met"
+    print(f"median ratio        : {ratio:.3f}  (target <= 1.15: {verdict})")
     print(f"supervisor peak RSS : {sampler.peak_kb / 1024:.1f} MiB")
 
 
