@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cms import claude, launcher, procs
+from cms import claude, launcher, procs, worktree
 from cms.errors import (
     BadInput,
     BudgetExhausted,
@@ -321,8 +321,10 @@ def spawn_session(
         raise BadInput(f"invalid --model {model[:80]!r}: give a model name such as 'sonnet'")
     if name is not None:
         check_name(name)
+    if options.worktree and options.cwd is not None:
+        raise BadInput("--worktree and --cwd cannot be combined: the worktree is the cwd")
     if options.worktree:
-        raise BadInput("--worktree is not available in this version of cms")
+        _check_worktree_possible(project)
     cwd = _resolve_cwd(project, options.cwd)
     if not task.strip() and prompt is None and name is None:
         raise BadInput("the task is empty: say what the session should do")
@@ -352,15 +354,57 @@ def spawn_session(
         parent_session_id=parent or None,
         result_read=True,
     )
-    if prompt is None:
-        # A session with no turn yet: ready for its first `send`.
-        record.status = Status.COMPLETED
-        record.response = None
+    if project.store.exists(name):
+        raise BadInput(
+            f"a session named {name!r} already exists; choose another --name or `cms delete {name}`"
+        )
+    if options.worktree:
+        _make_worktree(project, record, start=None)
+    try:
+        if prompt is None:
+            # A session with no turn yet: ready for its first `send`.
+            record.status = Status.COMPLETED
+            project.store.create(record)
+            return record
+        record.pending_message = prompt
         project.store.create(record)
-        return record
-    record.pending_message = prompt
-    project.store.create(record)
+    except CmsError:
+        if options.worktree and record.worktree and record.branch:
+            worktree.remove(project.directory, Path(record.worktree), record.branch)
+        raise
     return _start_turn(project, record.name, prompt)
+
+
+def _check_worktree_possible(project: Project) -> None:
+    if not worktree.is_repository(project.directory):
+        raise BadInput(
+            f"--worktree needs a git repository, and {project.directory} is not one; "
+            "run `git init` and commit first, or leave out --worktree"
+        )
+    if worktree.head_commit(project.directory) is None:
+        raise BadInput(f"--worktree needs at least one commit in {project.directory}; commit first")
+
+
+def _make_worktree(project: Project, record: SessionRecord, start: str | None) -> None:
+    """Give ``record`` a new worktree on ``cms/<name>`` from ``start`` (default HEAD)."""
+    directory = project.directory
+    base = worktree.head_commit(directory) if start is None else start
+    assert base is not None
+    path = worktree.worktrees_root(project.paths.home, project.paths.key) / record.name
+    if path.exists():
+        raise BadInput(f"{path} already exists; remove it or choose another name")
+    branch = worktree.branch_for(record.name)
+    worktree.create(directory, path, branch, base)
+    record.worktree = str(path)
+    record.branch = branch
+    record.cwd = os.path.realpath(path)
+    if start is None:
+        record.base_commit = base
+        if worktree.changes(directory):
+            record.notice = (
+                "your uncommitted changes were not carried into the session's worktree "
+                f"(it starts from {base[:12]}); commit them first to include them"
+            )
 
 
 def _start_turn(project: Project, name: str, message: str) -> SessionRecord:
@@ -532,6 +576,8 @@ def fork_session(
         raise WrongState(
             f"session {source!r} is {src.status.value}; fork it once its turn has ended"
         )
+    if src.worktree and src.branch:
+        _check_worktree_possible(project)
     if not (src.has_conversation or transcript_exists(src.session_id, project.env)):
         raise WrongState(f"session {source!r} has no saved conversation to fork yet")
     if project.store.exists(name):
@@ -556,7 +602,16 @@ def fork_session(
         parent_session_id=project.env.get("CLAUDE_CODE_SESSION_ID") or src.parent_session_id,
         result_read=True,
     )
-    project.store.create(record)
+    if src.worktree and src.branch:
+        worktree.snapshot(Path(src.worktree), f"cms: work of session {src.name} (before fork)")
+        _make_worktree(project, record, start=src.branch)
+        record.base_commit = src.base_commit
+    try:
+        project.store.create(record)
+    except CmsError:
+        if record.worktree and record.branch:
+            worktree.remove(project.directory, Path(record.worktree), record.branch)
+        raise
     if message is None:
         return record
     return _start_turn(project, name, message)
@@ -690,10 +745,51 @@ def delete_session(project: Project, name: str, force: bool = False) -> SessionR
             f"session {name!r} is {record.status.value}; abort it first "
             f"(`cms abort {name}`) or delete with --force"
         )
+    if record.worktree and record.branch and not force:
+        lost = worktree.unmerged(project.directory, Path(record.worktree), record.branch)
+        if lost:
+            raise WrongState(
+                f"session {name!r} has {' and '.join(lost)}; `cms merge {name}` first, "
+                "or delete with --force to throw them away"
+            )
     if record.status.active:
         record = abort_session(project, name)
+    if record.worktree and record.branch:
+        worktree.remove(project.directory, Path(record.worktree), record.branch)
     project.store.delete(record.name)
     return record
+
+
+# -- worktrees ------------------------------------------------------------------------
+
+
+def _worktree_session(project: Project, name: str) -> SessionRecord:
+    record = get_session(project, name)
+    if not record.worktree or not record.branch or not record.base_commit:
+        raise BadInput(f"session {name!r} has no worktree of its own (start one with --worktree)")
+    if not Path(record.worktree).exists():
+        raise WrongState(f"the worktree of {name!r} at {record.worktree} is gone")
+    return record
+
+
+def diff_session(project: Project, name: str) -> str:
+    """The session's changes against where it started, committed or not."""
+    record = _worktree_session(project, name)
+    assert record.worktree is not None and record.base_commit is not None
+    return worktree.diff(Path(record.worktree), record.base_commit)
+
+
+def merge_session(project: Project, name: str) -> SessionRecord:
+    """Bring a worktree session's work into the user's current branch."""
+    record = _worktree_session(project, name)
+    assert record.worktree is not None and record.branch is not None
+    if record.status.active:
+        raise WrongState(
+            f"session {name!r} is {record.status.value}; wait for it or abort it first"
+        )
+    worktree.snapshot(Path(record.worktree), f"cms: work of session {name}")
+    head = worktree.merge(project.directory, record.branch, f"Merge work of cms session {name}")
+    return project.store.update(record.name, lambda r: setattr(r, "merged_commit", head))
 
 
 # -- logs ------------------------------------------------------------------------------

@@ -130,6 +130,11 @@ def _render_result(record: Any) -> None:
         click.echo(record.response)
 
 
+def _notice(record: Any) -> None:
+    if record.notice:
+        click.echo(f"cms: note: {record.notice}", err=True)
+
+
 def _progress_printer() -> Callable[[list[Any]], None] | None:
     """A one-line progress display on stderr, only for a person at a terminal."""
     if _state().json or not sys.stderr.isatty():
@@ -268,6 +273,7 @@ def delegate(task: str, name: str | None, background: bool, **kw: Any) -> None:
 
     project = _project()
     record = api.delegate(project, task, name, _options(kw))
+    _notice(record)
     _finish_turn(project, record, background)
 
 
@@ -283,6 +289,7 @@ def spawn(name: str, prompt: str | None, background: bool, **kw: Any) -> None:
 
     project = _project()
     record = api.spawn_session(project, name, prompt or "", _options(kw), prompt=prompt)
+    _notice(record)
     _finish_turn(project, record, background or prompt is None)
 
 
@@ -452,7 +459,7 @@ def finish(name: str) -> None:
 
 @cli.command()
 @click.argument("name")
-@click.option("--force", is_flag=True, help="Abort a running session first.")
+@click.option("--force", is_flag=True, help="Abort it if running; drop unmerged worktree changes.")
 @common
 def delete(name: str, force: bool) -> None:
     """Remove NAME's record and logs."""
@@ -555,6 +562,34 @@ def doctor() -> None:
                 click.echo(f"     fix: {c.fix}")
     if not all(c.ok for c in checks):
         raise SystemExit(EXIT_ENVIRONMENT)  # every check is of the environment
+
+
+@cli.command()
+@click.argument("name")
+@common
+def diff(name: str) -> None:
+    """A --worktree session's changes against where it started."""
+    from cms import api
+
+    text = api.diff_session(_project(), name)
+    if _state().json:
+        _emit_json({"name": name, "diff": text})
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
+@click.argument("name")
+@common
+def merge(name: str) -> None:
+    """Bring a --worktree session's changes into your current branch."""
+    from cms import api
+
+    record = api.merge_session(_project(), name)
+    if _state().json:
+        _emit_json(record.public())
+    else:
+        click.echo(f"{record.name}: merged {record.branch} ({(record.merged_commit or '')[:12]})")
 
 
 @cli.command()

@@ -123,6 +123,9 @@ class SessionRecord(BaseModel):
     worktree: str | None = None
     branch: str | None = None
     base_commit: str | None = None
+    merged_commit: str | None = None
+    #: Something the user should know about how the session was set up.
+    notice: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     turn_started_at: datetime | None = None
