@@ -38,6 +38,7 @@ _PARENT_ONLY = frozenset(
         "CLAUDE_PID",
         "CMS_SESSION",
         "CMS_DEPTH",
+        "CMS_SETTINGS_HOOK",
     }
 )
 
@@ -224,6 +225,7 @@ def child_env(
         if key not in _PARENT_ONLY and not key.startswith(_PARENT_ONLY_PREFIXES)
     }
     env["CMS_SESSION"] = session
+    env["CMS_SETTINGS_HOOK"] = "1"  # the plugin's own PreToolUse hook then stands aside
     env["CMS_DEPTH"] = str(depth)
     env["CMS_PROJECT"] = str(project)
     env["CMS_HOME"] = str(home)

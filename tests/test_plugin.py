@@ -1,0 +1,235 @@
+"""The plugin inside the real Claude Code CLI: manifest, commands, hooks, the guide.
+
+The parent is a real `claude -p` with the plugin loaded (`--plugin-dir`, or installed
+from the marketplace into a throwaway HOME); the stand-in scripts both the parent and
+the children it delegates to.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cmsrun import Cms
+from standin import StandIn, first_user_text, text
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def env(claude_env: dict[str, str]) -> dict[str, str]:
+    # The plugin's scripts pick this interpreter (it has cms's dependencies).
+    return {**claude_env, "CMS_PYTHON": sys.executable}
+
+
+def claude_p(
+    claude_bin: Path,
+    prompt: str,
+    env: dict[str, str],
+    cwd: Path,
+    *extra: str,
+    plugin_dir: Path | None = REPO,
+    timeout: float = 180,
+) -> list[dict[str, Any]]:
+    argv = [str(claude_bin), "-p", prompt, "--output-format", "stream-json", "--verbose"]
+    if plugin_dir is not None:
+        argv += ["--plugin-dir", str(plugin_dir)]
+    done = subprocess.run(
+        [*argv, *extra],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert events, f"claude printed no events (exit {done.returncode}): {done.stderr[-2000:]}"
+    return events
+
+
+def all_text(request: Any) -> str:
+    return json.dumps(request.body)
+
+
+def test_manifest_hooks_and_commands_are_well_formed(claude_bin: Path, tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    for target in (REPO, REPO / ".claude-plugin" / "plugin.json"):
+        done = subprocess.run(
+            [str(claude_bin), "plugin", "validate", "--strict", str(target)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Validation passed" in done.stdout
+    manifest = json.loads((REPO / ".claude-plugin" / "plugin.json").read_text())
+    for key in ("name", "version", "description", "author", "homepage", "license"):
+        assert manifest.get(key), key
+    hooks = json.loads((REPO / "hooks" / "hooks.json").read_text())["hooks"]
+    assert {"PreToolUse", "Stop", "SessionStart"} <= set(hooks)
+    for entries in hooks.values():
+        for entry in entries:
+            for hook in entry["hooks"]:
+                assert hook["type"] == "command"
+                assert "${CLAUDE_PLUGIN_ROOT}/scripts/cms-hook" in hook["command"]
+    assert (REPO / "scripts" / "cms-hook").stat().st_mode & 0o111
+    for name in ("delegate", "sessions", "send", "result", "abort", "fork", "cost"):
+        command = (REPO / "commands" / f"{name}.md").read_text()
+        assert command.startswith("---\n")
+        front = command.split("---\n")[1]
+        fields = dict(line.split(": ", 1) for line in front.strip().splitlines())
+        assert fields.get("description")
+        if name not in ("sessions", "cost"):
+            assert fields.get("argument-hint")
+            # No shell ever sees the user's words.
+            assert "!`" not in command
+
+
+def test_delegate_command_runs_a_child_and_the_parent_reads_its_result(
+    claude_bin: Path, standin: StandIn, env: dict[str, str], project: Path
+) -> None:
+    standin.script("KID-DELEGATE", [text("the child found three modules")])
+    standin.script("<command-name>/cms:delegate</command-name>", [text("Parent: relayed.")])
+    events = claude_p(
+        claude_bin,
+        "/cms:delegate --preset read-only --max-cost 0.5 --name kid list the modules KID-DELEGATE",
+        env,
+        project,
+    )
+    assert events[-1]["type"] == "result" and events[-1]["result"] == "Parent: relayed."
+    kid = Cms(env, project).show("kid")
+    assert kid["status"] == "completed"
+    assert kid["preset"] == "read-only" and kid["max_cost_usd"] == 0.5
+    assert kid["task"] == "list the modules KID-DELEGATE"
+    assert kid["parent_session_id"] == events[-1]["session_id"]
+    parent = standin.requests_for("<command-name>/cms:delegate</command-name>")
+    assert "the child found three modules" in all_text(parent[0])
+
+
+def test_hostile_text_reaches_the_child_verbatim_and_runs_nowhere(
+    claude_bin: Path, standin: StandIn, env: dict[str, str], project: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    hostile = (
+        f"say hi \"double\" 'single' $(touch {marker}-1) `touch {marker}-2` ; "
+        f"touch {marker}-3 && echo $HOME\nsecond line | tee {marker}-4 KID-HOSTILE"
+    )
+    standin.script("KID-HOSTILE", [text("hi")])
+    standin.script("<command-name>/cms:delegate</command-name>", [text("ok")])
+    claude_p(claude_bin, f"/cms:delegate --name hostile {hostile}", env, project)
+    assert not list(tmp_path.glob("pwned*")), "a shell ran the user's words"
+    record = Cms(env, project).show("hostile")
+    assert record["task"] == hostile
+    assert record["status"] == "completed"
+    child = standin.requests_for("KID-HOSTILE")[0]
+    assert hostile in first_user_text(child.body)
+
+
+def test_sessions_command_puts_the_sessions_in_front_of_the_model(
+    claude_bin: Path, standin: StandIn, env: dict[str, str], project: Path
+) -> None:
+    cms = Cms(env, project)
+    standin.script("KID-LISTED", [text("done")])
+    cms.ok("delegate", "a listed task KID-LISTED", "--name", "listed-one")
+    standin.script("<command-name>/cms:sessions</command-name>", [text("I see them.")])
+    claude_p(claude_bin, "/cms:sessions", env, project)
+    sent = all_text(standin.requests_for("<command-name>/cms:sessions</command-name>")[0])
+    assert "listed-one" in sent and "completed" in sent
+
+
+def test_new_parent_is_told_about_an_interrupted_session_and_gets_the_guide(
+    claude_bin: Path, standin: StandIn, env: dict[str, str], project: Path
+) -> None:
+    cms = Cms(env, project)
+    standin.script("KID-INT", [text("slow", delay=60)])
+    cms.ok("delegate", "long job KID-INT", "--name", "broken-off", "--background")
+    record = cms.wait_field("broken-off", "child_pid")
+    subprocess.run(["kill", "-9", str(record["pid"]), str(record["child_pid"])], check=True)
+    cms.wait_status("broken-off", {"interrupted"})
+    standin.script("PARENT-RECOVERY", [text("noted")])
+    claude_p(claude_bin, "hello PARENT-RECOVERY", env, project)
+    sent = all_text(standin.requests_for("PARENT-RECOVERY")[0])
+    assert "broken-off (interrupted)" in sent
+    assert "cms resume" in sent
+    assert "Delegating with cms" in sent  # the strategy guide reached the model
+
+
+def test_no_recovery_note_without_sessions(
+    claude_bin: Path, standin: StandIn, env: dict[str, str], project: Path
+) -> None:
+    standin.script("PARENT-QUIET", [text("hi")])
+    claude_p(claude_bin, "hello PARENT-QUIET", env, project)
+    sent = all_text(standin.requests_for("PARENT-QUIET")[0])
+    assert "cms sessions of this project" not in sent
+
+
+def test_stop_is_held_once_while_a_background_child_runs(
+    claude_bin: Path, standin: StandIn, env: dict[str, str], project: Path
+) -> None:
+    standin.script("KID-BG", [text("late", delay=30)])
+    standin.script(
+        "<command-name>/cms:delegate</command-name>",
+        [text("Started it."), text("Still stopping.")],
+    )
+    started = time.monotonic()
+    events = claude_p(
+        claude_bin, "/cms:delegate --background --name bg-kid wait for me KID-BG", env, project
+    )
+    assert time.monotonic() - started < 25
+    assert events[-1]["type"] == "result"
+    parent = standin.requests_for("<command-name>/cms:delegate</command-name>")
+    assert len(parent) == 2, "the stop was not held exactly once"
+    held = all_text(parent[1])
+    assert "still running" in held and "bg-kid" in held
+    Cms(env, project).ok("abort", "bg-kid")
+
+
+def test_a_parent_that_started_nothing_is_not_held(
+    claude_bin: Path, standin: StandIn, env: dict[str, str], project: Path
+) -> None:
+    cms = Cms(env, project)
+    standin.script("KID-OTHER", [text("x", delay=30)])
+    cms.ok("delegate", "someone else's KID-OTHER", "--name", "other", "--background")
+    standin.script("PARENT-FREE", [text("bye")])
+    claude_p(claude_bin, "hello PARENT-FREE", env, project)
+    assert len(standin.requests_for("PARENT-FREE")) == 1
+    cms.ok("abort", "other")
+
+
+def test_marketplace_install_loads_the_plugin(
+    claude_bin: Path, env: dict[str, str], standin: StandIn, project: Path, tmp_path: Path
+) -> None:
+    # A clean copy of the repository's tracked files, as a user's clone would be.
+    clone = tmp_path / "clone"
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, files):
+        source = REPO / name.decode()
+        if source.is_file():
+            (clone / name.decode()).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, clone / name.decode())
+    for argv in (
+        ["plugin", "marketplace", "add", str(clone)],
+        ["plugin", "install", "cms@cms-marketplace"],
+    ):
+        done = subprocess.run(
+            [str(claude_bin), *argv], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    standin.script("PARENT-MARKET", [text("hi")])
+    events = claude_p(claude_bin, "hello PARENT-MARKET", env, project, plugin_dir=None)
+    init = next(e for e in events if e.get("subtype") == "init")
+    assert "cms:delegate" in init["slash_commands"]
+    assert "cms:sessions" in init["slash_commands"]
