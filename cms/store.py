@@ -52,6 +52,7 @@ def _state_error(path: Path, exc: OSError, verb: str = "write") -> EnvironmentPr
 
 def _to_toml(data: dict[str, Any]) -> str:
     import tomli_w  # only writers pay for the import
+
     def prune(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: prune(v) for k, v in value.items() if v is not None}
