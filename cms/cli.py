@@ -603,7 +603,8 @@ def mcp() -> None:
 @cli.command(context_settings={"ignore_unknown_options": True})
 @click.argument("event")
 def hook(event: str) -> None:
-    """Hook entry point (pre-tool-use, stop, session-start): hook JSON on stdin."""
+    """Hook entry point (pre-tool-use, stop, session-start, user-prompt-submit):
+    the hook's JSON on stdin."""
     from cms import hook as hook_module
 
     raise SystemExit(hook_module.main([event]))

@@ -18,7 +18,6 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 NAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,62}"
@@ -83,13 +82,32 @@ def project_key(root: Path) -> str:
     return f"{stem[:40]}-{digest}"
 
 
-@dataclass(frozen=True)
 class ProjectPaths:
-    """Every path of one project's state. Pass this around instead of globals."""
+    """Every path of one project's state. Pass this around instead of globals.
 
-    home: Path
-    project: Path
-    key: str
+    A plain class, not a dataclass: ``dataclasses`` imports ``inspect``, which costs
+    the hook (on every tool call of every child) a tenth of an interpreter's start.
+    """
+
+    __slots__ = ("home", "key", "project")
+
+    def __init__(self, home: Path, project: Path, key: str) -> None:
+        self.home = home
+        self.project = project
+        self.key = key
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProjectPaths) and (self.home, self.project, self.key) == (
+            other.home,
+            other.project,
+            other.key,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.home, self.project, self.key))
+
+    def __repr__(self) -> str:
+        return f"ProjectPaths(home={self.home!r}, project={self.project!r}, key={self.key!r})"
 
     @classmethod
     def for_project(cls, project: Path, home: Path | None = None) -> ProjectPaths:

@@ -1,0 +1,366 @@
+"""The PreToolUse hook as Claude Code runs it: ``python -m cms.hook pre-tool-use`` with
+the hook JSON on stdin and the child's environment (CMS_SESSION, CMS_PROJECT, CMS_HOME).
+
+Session records and project.toml are written by hand with the on-disk keys (the hook
+must read what the store writes without pydantic), into a CMS_HOME under tmp_path.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cms import hook, policy
+from cms.paths import ProjectPaths
+
+REPO = Path(__file__).resolve().parent.parent
+SESSION = "fix-parser"
+
+
+@dataclass
+class Child:
+    """A child session's world: its project, working tree, CMS_HOME and record files."""
+
+    project: Path
+    home: Path
+    paths: ProjectPaths
+
+    def env(self, session: str | None = SESSION, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CMS_", "PYTHON"))}
+        env["PYTHONPATH"] = str(REPO)
+        env["CMS_PROJECT"] = str(self.project)
+        env["CMS_HOME"] = str(self.home)
+        env["CMS_DEPTH"] = "1"
+        if session is not None:
+            env["CMS_SESSION"] = session
+        env.update(extra)
+        return env
+
+    def record(self, name: str = SESSION, **fields: Any) -> Path:
+        values: dict[str, Any] = {
+            "name": name, "status": "running", "preset": "edit", "cwd": str(self.project),
+            "cost_usd": 0.01, "turns": 1,
+        }  # fmt: skip
+        values.update(fields)
+        lines = [f"{key} = {_toml(value)}" for key, value in values.items() if value is not None]
+        path = self.paths.session_file(name)
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def project_cap(self, max_cost_usd: float) -> None:
+        self.paths.project_file.write_text(
+            f'schema_version = 1\n\n[limits]\nmax_cost_usd = {max_cost_usd}\nmax_parallel = 4\n'
+        )
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    return repr(value)
+
+
+@pytest.fixture
+def child(tmp_path: Path) -> Child:
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    home = tmp_path / "cms-home"
+    paths = ProjectPaths.for_project(project, home)
+    paths.sessions_dir.mkdir(parents=True)
+    return Child(project, home, paths)
+
+
+def payload(tool_name: str, tool_input: dict[str, Any], cwd: str = "") -> str:
+    # The shape Claude Code 2.1.x sends (see the captured pretooluse.jsonl).
+    return json.dumps({
+        "session_id": "11111111-2222-3333-4444-555555555555",
+        "transcript_path": "/home/user/.claude/projects/p/1111.jsonl",
+        "cwd": cwd,
+        "permission_mode": "acceptEdits",
+        "hook_event_name": "PreToolUse",
+        "tool_name": tool_name,
+        "tool_input": tool_input,
+        "tool_use_id": "toolu_00000001",
+    })  # fmt: skip
+
+
+def run_hook(env: dict[str, str], stdin: str, event: str = "pre-tool-use"
+             ) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "cms.hook", event], input=stdin, env=env, cwd=str(REPO),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def denial(done: subprocess.CompletedProcess[str]) -> str:
+    """The deny reason printed by the hook (fails when it allowed)."""
+    assert done.stdout.strip(), f"expected a denial, got none (stderr: {done.stderr})"
+    out = json.loads(done.stdout)
+    specific = out["hookSpecificOutput"]
+    assert specific["hookEventName"] == "PreToolUse"
+    assert specific["permissionDecision"] == "deny"
+    reason: str = specific["permissionDecisionReason"]
+    assert reason.startswith("cms: ") and "\n" not in reason
+    return reason
+
+
+def allowed(done: subprocess.CompletedProcess[str]) -> bool:
+    return done.stdout == ""
+
+
+def read_call(child: Child) -> str:
+    return payload("Read", {"file_path": str(child.project / "src" / "a.py")}, str(child.project))
+
+
+# ------------------------------------------------------------------ not a cms child
+
+
+def test_no_cms_session_allows_at_once(child: Child) -> None:
+    env = child.env(session=None)
+    done = run_hook(env, payload("Bash", {"command": "sudo rm -rf /"}))
+    assert allowed(done) and done.stderr == ""
+    # Not even stdin is looked at.
+    assert allowed(run_hook(env, "not json"))
+    assert allowed(run_hook(child.env(session=""), "not json"))
+
+
+# ----------------------------------------------------------------- records say stop
+
+
+def test_aborted_session_denies_every_call(child: Child) -> None:
+    child.record(status="aborted")
+    reason = denial(run_hook(child.env(), read_call(child)))
+    assert reason == f"cms: session '{SESSION}' was aborted; stop now and end your turn"
+
+
+def test_abort_requested_denies_every_call(child: Child) -> None:
+    child.record(abort_requested=True)
+    assert "aborted" in denial(run_hook(child.env(), read_call(child)))
+
+
+def test_over_budget_denies_with_figures(child: Child) -> None:
+    child.record(cost_usd=0.52, max_cost_usd=0.5)
+    reason = denial(run_hook(child.env(), read_call(child)))
+    assert reason == f"cms: session '{SESSION}' has spent $0.52 of its $0.50 budget; stopping"
+
+
+def test_exactly_at_budget_denies_and_below_allows(child: Child) -> None:
+    child.record(cost_usd=0.5, max_cost_usd=0.5)
+    assert "budget" in denial(run_hook(child.env(), read_call(child)))
+    child.record(cost_usd=0.49, max_cost_usd=0.5)
+    assert allowed(run_hook(child.env(), read_call(child)))
+
+
+def test_past_deadline_denies(child: Child) -> None:
+    child.record(deadline=time.time() - 30)
+    reason = denial(run_hook(child.env(), read_call(child)))
+    assert "past its deadline" in reason and "timeout" in reason
+    child.record(deadline=time.time() + 300)
+    assert allowed(run_hook(child.env(), read_call(child)))
+
+
+def test_past_max_turns_denies(child: Child) -> None:
+    child.record(turns=6, max_turns=5)
+    assert "6 of its 5 turns" in denial(run_hook(child.env(), read_call(child)))
+    child.record(turns=5, max_turns=5)  # the CLI still runs the last turn's tool calls
+    assert allowed(run_hook(child.env(), read_call(child)))
+
+
+def test_project_cap_counts_every_session(child: Child) -> None:
+    child.record(cost_usd=0.30)
+    child.record("docs", cost_usd=0.25, status="completed")
+    child.project_cap(0.50)
+    reason = denial(run_hook(child.env(), read_call(child)))
+    assert reason == (
+        "cms: the project has spent $0.55 of its $0.50 cap over all sessions; stopping"
+    )
+    child.project_cap(1.0)
+    assert allowed(run_hook(child.env(), read_call(child)))
+
+
+def test_project_cap_skips_unreadable_sibling(child: Child) -> None:
+    child.record(cost_usd=0.30)
+    child.paths.session_file("broken").write_text("cost_usd = = 1\n")
+    child.project_cap(0.20)
+    assert "project has spent $0.30" in denial(run_hook(child.env(), read_call(child)))
+
+
+def test_stop_wins_over_malformed_stdin(child: Child) -> None:
+    child.record(status="aborted")
+    assert "aborted" in denial(run_hook(child.env(), "{not json"))
+
+
+# ----------------------------------------------------------- bad input: allow, say why
+
+
+def test_malformed_stdin_allows_with_a_note(child: Child) -> None:
+    child.record()
+    for stdin in ("{not json", "", "[1, 2]", '{"tool_input": {}}'):
+        done = run_hook(child.env(), stdin)
+        assert allowed(done)
+        assert done.stderr.startswith("cms hook: ") and done.stderr.count("\n") == 1
+
+
+def test_corrupt_record_allows_with_a_note(child: Child) -> None:
+    child.paths.session_file(SESSION).write_text("status = 'running\npreset = [\n")
+    done = run_hook(child.env(), payload("Bash", {"command": "sudo x"}))
+    assert allowed(done)
+    assert "cannot read session record" in done.stderr
+
+
+def test_missing_record_allows_with_a_note(child: Child) -> None:
+    done = run_hook(child.env(), payload("Bash", {"command": "sudo x"}))
+    assert allowed(done)
+    assert "not found" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["../evil", "UPPER", "a/b", ".", "x" * 80])
+def test_invalid_session_name_allows_with_a_note(child: Child, name: str) -> None:
+    done = run_hook(child.env(session=name), payload("Bash", {"command": "sudo x"}))
+    assert allowed(done)
+    assert "not a valid session name" in done.stderr
+
+
+def test_wrong_types_in_record_are_ignored(child: Child) -> None:
+    child.record(cost_usd="lots", max_cost_usd=True, deadline="soon")
+    done = run_hook(child.env(), read_call(child))
+    assert allowed(done)
+    assert "ignoring cost_usd" in done.stderr
+
+
+# --------------------------------------------------------------------- each preset
+
+
+PRESET_CASES = [
+    ("read-only", "Read", {"file_path": "{project}/src/a.py"}, True),
+    ("read-only", "Write", {"file_path": "{project}/a.txt", "content": "x"}, False),
+    ("review", "Bash", {"command": "git log --oneline | head -5"}, True),
+    ("review", "Bash", {"command": "git commit -am x"}, False),
+    ("plan", "Edit", {"file_path": "{project}/src/a.py"}, False),
+    ("plan", "Grep", {"pattern": "x"}, True),
+    ("edit", "Write", {"file_path": "{project}/src/new.py", "content": "x"}, True),
+    ("edit", "Write", {"file_path": "{home}/projects/x/sessions/s.toml", "content": "x"}, False),
+    ("edit", "Bash", {"command": "python -m pytest -q 2>&1 | tail -3"}, True),
+    ("edit", "Bash", {"command": "true && sudo rm -rf /"}, False),
+    ("edit", "Bash", {"command": "echo 'max_cost_usd = 99' >> $CMS_HOME/x.toml"}, False),
+    ("full", "Bash", {"command": "sudo rm -rf /"}, True),
+]
+
+
+@pytest.mark.parametrize(("preset", "tool", "tool_input", "expected"), PRESET_CASES)
+def test_each_preset(child: Child, preset: str, tool: str, tool_input: dict[str, str],
+                     expected: bool) -> None:
+    child.record(preset=preset)
+    filled = {
+        k: v.replace("{project}", str(child.project)).replace("{home}", str(child.home))
+        for k, v in tool_input.items()
+    }
+    done = run_hook(child.env(), payload(tool, filled, str(child.project)))
+    if expected:
+        assert allowed(done), done.stdout
+    else:
+        assert f"preset {preset} denies" in denial(done)
+
+
+def test_worktree_is_the_records_cwd(child: Child, tmp_path: Path) -> None:
+    # The boundary is the record's cwd (e.g. a session's own git worktree), not the
+    # project: writing into the project from a worktree session is outside.
+    worktree = tmp_path / "worktree"
+    worktree.mkdir()
+    child.record(cwd=str(worktree))
+    rm_tree = payload("Bash", {"command": f"rm -rf {worktree}"}, str(worktree))
+    assert "whole working tree" in denial(run_hook(child.env(), rm_tree))
+    rm_project = payload("Bash", {"command": f"rm -rf {child.project}"}, str(worktree))
+    assert denial(run_hook(child.env(), rm_project))
+    inside = payload("Write", {"file_path": str(worktree / "a.txt")}, str(worktree))
+    assert allowed(run_hook(child.env(), inside))
+    into_project = payload("Write", {"file_path": str(child.project / "a.txt")}, str(worktree))
+    assert "outside the working tree" in denial(run_hook(child.env(), into_project))
+    outside = payload("Write", {"file_path": "/etc/cms-hook-test.txt"}, str(worktree))
+    assert "outside the working tree" in denial(run_hook(child.env(), outside))
+
+
+def test_missing_preset_means_edit(child: Child) -> None:
+    child.record(preset=None)
+    write = payload("Write", {"file_path": str(child.project / "a.py")})
+    assert allowed(run_hook(child.env(), write))
+    assert "preset edit denies" in denial(
+        run_hook(child.env(), payload("Bash", {"command": "sudo ls"}))
+    )
+
+
+# ------------------------------------------------------------------- entry point
+
+
+def test_other_events_print_nothing(child: Child) -> None:
+    child.record(status="aborted")
+    for event in ("stop", "session-start", "no-such-event"):
+        done = run_hook(child.env(), "{}", event)
+        assert done.stdout == ""
+
+
+def test_main_catches_everything(monkeypatch: pytest.MonkeyPatch, child: Child,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    child.record(preset="edit")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("bug in policy")
+
+    monkeypatch.setattr(policy, "decide", broken)
+    for key, value in child.env().items():
+        monkeypatch.setenv(key, value)
+    stdin = io.TextIOWrapper(io.BytesIO(payload("Bash", {"command": "ls"}).encode()))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    assert hook.main(["pre-tool-use"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "internal error" in captured.err and "bug in policy" in captured.err
+    assert hook.main([]) == 0
+
+
+def test_hook_runs_without_site_packages(child: Child) -> None:
+    # `python -S -m cms.hook` (no site: faster start) is a supported way to run it.
+    child.record(status="aborted")
+    done = subprocess.run(
+        [sys.executable, "-S", "-m", "cms.hook", "pre-tool-use"], input=read_call(child),
+        env=child.env(), capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "aborted" in denial(done)
+
+
+def test_handlers_are_registered() -> None:
+    assert set(hook.HANDLERS) == {"pre-tool-use"}
+    assert set(hook.PARENT_EVENTS) == {"session-start", "stop", "user-prompt-submit"}
+
+
+def _fresh_modules(code: str) -> set[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(REPO)
+    out = subprocess.run([sys.executable, "-c", f"{code}; import sys; print(sorted(sys.modules))"],
+                         env=env, capture_output=True, text=True, check=True, cwd=str(REPO))
+    return set(json.loads(out.stdout.replace("'", '"')))
+
+
+def test_hook_imports_only_the_standard_library() -> None:
+    modules = _fresh_modules("import cms.hook")
+    heavy = {"pydantic", "click", "rich", "mcp", "filelock", "tomli_w", "cms.models",
+             "cms.store"}
+    assert not heavy & modules
+    assert {m for m in modules if m.startswith("cms")} == {
+        "cms", "cms.hook", "cms.paths", "cms.policy",
+    }
+    # Nor process or shell-parsing machinery beyond what the interpreter's site loads.
+    added = modules - _fresh_modules("pass")
+    assert not {"subprocess", "shlex"} & added
