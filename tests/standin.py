@@ -47,6 +47,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -177,11 +178,11 @@ def text(
 
 def tool_use(
     name: str,
-    input: JSONDict,  # noqa: A002 - the API's field name
+    input: JSONDict,
     input_tokens: int = 100,
     output_tokens: int = 10,
     *,
-    id: str | None = None,  # noqa: A002 - the API's field name
+    id: str | None = None,
     delay: float = 0.0,
 ) -> Reply:
     """A reply that calls one tool (``stop_reason`` ``tool_use``)."""
@@ -389,12 +390,12 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.server.standin._track(self.connection, add=False)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Silent: everything is in StandIn.requests."""
 
     # ---- dispatch
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self._read_body()
         route = self.path.split("?", 1)[0].rstrip("/")
         if route == "/v1/messages":
@@ -405,16 +406,16 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._unknown(body)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._unknown(None)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._unknown(None)
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._unknown(self._read_body())
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._unknown(self._read_body())
 
     # ---- plumbing
@@ -604,10 +605,8 @@ class StandIn:
         with self._lock:
             connections = list(self._connections)
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
