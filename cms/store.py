@@ -61,14 +61,18 @@ def _to_toml(data: dict[str, Any]) -> str:
     return tomli_w.dumps(prune(data))
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``: temp file in the same folder, fsync, rename."""
+def atomic_write(path: Path, text: str, durable: bool = True) -> None:
+    """Write ``text`` to ``path``: temp file in the same folder, fsync, rename.
+
+    ``durable=False`` skips the fsync, for caches: still never half a file to a
+    reader, but a crash may lose the write."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
@@ -249,6 +253,7 @@ class Store:
             atomic_write(
                 self._index_path,
                 json.dumps({"version": INDEX_VERSION, "entries": entries}, separators=(",", ":")),
+                durable=False,
             )
 
     def create(self, record: SessionRecord) -> SessionRecord:
