@@ -21,28 +21,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 
-def start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot, or None if it is gone."""
+def _stat_fields(pid: int | str) -> list[bytes]:
+    """Fields 3 and on of /proc/<pid>/stat (state, ppid, ...), [] if it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             raw = handle.read()
     except OSError:
-        return None
+        return []
     # The command name (field 2) may contain spaces and parens: split after the last ')'.
-    fields = raw[raw.rfind(b")") + 2 :].split()
+    return raw[raw.rfind(b")") + 2 :].split()
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, or None if it is gone."""
     try:
-        return int(fields[19])
+        return int(_stat_fields(pid)[19])
     except (IndexError, ValueError):
         return None
 
 
 def _state(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            raw = handle.read()
-    except OSError:
-        return None
-    fields = raw[raw.rfind(b")") + 2 :].split()
+    fields = _stat_fields(pid)
     return fields[0].decode() if fields else None
 
 
@@ -73,12 +72,7 @@ def descendants(pid: int) -> list[int]:
     for entry in entries:
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                raw = handle.read()
-        except OSError:
-            continue
-        fields = raw[raw.rfind(b")") + 2 :].split()
+        fields = _stat_fields(entry)
         try:
             parent = int(fields[1])
         except (IndexError, ValueError):
