@@ -54,6 +54,9 @@ def find_supervisors() -> list[int]:
                         continue  # a hook or tool process, not claude itself
                 with open(f"/proc/{entry}/stat", "rb") as handle:
                     ppid = int(handle.read().rsplit(b")", 1)[1].split()[1])
+                with open(f"/proc/{ppid}/cmdline", "rb") as handle:
+                    if b"stream-json" in handle.read():
+                        continue  # a process claude started, not claude itself
                 found.append(ppid)
             except (OSError, ValueError, IndexError):
                 continue
