@@ -219,9 +219,12 @@ def parse_command(prompt: str, bare_ok: bool) -> tuple[str, dict[str, str | bool
 def _bare_delegate_is_ours(env: Mapping[str, str], cwd: str | None) -> bool:
     """A bare /delegate is cms's only when the command file there is the one setup wrote."""
     marker = "cms-setup: managed"
-    homes = [Path(env.get("HOME") or str(Path.home())) / ".claude" / "commands"]
+    config = env.get("CLAUDE_CONFIG_DIR") or str(Path(env.get("HOME") or Path.home()) / ".claude")
+    homes = [Path(config) / "commands"]
     if cwd:
-        homes.insert(0, Path(cwd) / ".claude" / "commands")
+        # Project scope: the project's own .claude/commands, from any folder inside it.
+        root = paths.find_project_root(Path(cwd))
+        homes[:0] = [Path(cwd) / ".claude" / "commands", root / ".claude" / "commands"]
     for folder in homes:
         try:
             if marker in (folder / "delegate.md").read_text(encoding="utf-8"):
