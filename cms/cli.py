@@ -78,45 +78,18 @@ def _money(value: float | None) -> str:
     return "-" if value is None else f"${value:.4f}" if value < 1 else f"${value:.2f}"
 
 
-def _age(record: Any) -> str:
-    from cms import api
-
-    seconds = api.age_seconds(record.created_at)
-    if seconds < 60:
-        return f"{int(seconds)}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)}h"
-    return f"{int(seconds // 86400)}d"
+def _stdout_tty() -> bool:
+    return sys.stdout.isatty()
 
 
-def _short(text: str | None, width: int) -> str:
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-def _table(records: Sequence[Any]) -> str:
-    header = ["NAME", "STATUS", "PRESET", "MODEL", "COST", "TURNS", "AGE", "TASK"]
-    rows = [
-        [
-            r.name,
-            r.status.value,
-            r.preset.value,
-            r.model or "default",
-            _money(r.cost_usd) + (f"/{_money(r.max_cost_usd)}" if r.max_cost_usd else ""),
-            str(r.turns) + (f"/{r.max_turns}" if r.max_turns else ""),
-            _age(r),
-            _short(r.task, 50),
-        ]
-        for r in records
-    ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
-        for row in [header, *rows]
-    ]
-    return "\n".join(lines)
+def _stdout_width() -> int | None:
+    """The terminal's width when stdout is one, else None (a pipe gets full columns)."""
+    if not _stdout_tty():
+        return None
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except OSError:
+        return None
 
 
 def _render_result(record: Any) -> None:
@@ -130,53 +103,43 @@ def _render_result(record: Any) -> None:
         click.echo(record.response)
 
 
+def _echo_status(record: Any) -> None:
+    """A record after a state change: JSON, or one line with its new status."""
+    if _state().json:
+        _emit_json(record.public())
+    else:
+        click.echo(f"{record.name}: {record.status.value}")
+
+
 def _notice(record: Any) -> None:
     if record.notice:
         click.echo(f"cms: note: {record.notice}", err=True)
 
 
-def _progress_printer() -> Callable[[list[Any]], None] | None:
-    """A one-line progress display on stderr, only for a person at a terminal."""
+def _progress_printer() -> Any:
+    """The one-line progress display on stderr (:class:`cms.watch.ProgressLine`), only
+    for a person at a terminal: never with ``--json``, never into a pipe or file."""
     if _state().json or not sys.stderr.isatty():
         return None
-    import time
+    from cms.watch import ProgressLine
 
-    started = time.monotonic()
-    shown = [False]
-
-    def show(records: list[Any]) -> None:
-        active = [r for r in records if r.status.active]
-        if not active:
-            if shown[0]:
-                sys.stderr.write("\r\033[K")
-                sys.stderr.flush()
-            return
-        elapsed = int(time.monotonic() - started)
-        parts = []
-        for r in active[:3]:
-            activity = _short(r.last_activity, 40) if r.last_activity else r.status.value
-            parts.append(f"{r.name}: {r.turns} turns {_money(r.cost_usd)} {activity}")
-        more = f" (+{len(active) - 3})" if len(active) > 3 else ""
-        text = f"[{elapsed // 60}:{elapsed % 60:02d}] " + " | ".join(parts) + more
-        width = max(20, _terminal_width() - 1)
-        sys.stderr.write("\r\033[K" + text[:width])
-        sys.stderr.flush()
-        shown[0] = True
-
-    return show
+    return ProgressLine(sys.stderr)
 
 
-def _terminal_width() -> int:
+def _wait_with_progress(project: Any, names: list[str] | None, timeout: float | None) -> Any:
+    """``api.wait_sessions`` with the progress line, cleared however the wait ends."""
+    from cms import api
+
+    progress = _progress_printer()
     try:
-        return os.get_terminal_size(sys.stderr.fileno()).columns
-    except OSError:
-        return 80
+        return api.wait_sessions(project, names, timeout, on_progress=progress)
+    finally:
+        if progress is not None:
+            progress.clear()
 
 
 def _finish_turn(project: Any, record: Any, background: bool) -> None:
     """Shared tail of delegate/send/continue/resume/fork: wait unless --background."""
-    from cms import api
-
     if background or not record.status.active:
         if _state().json:
             _emit_json(record.public())
@@ -187,10 +150,10 @@ def _finish_turn(project: Any, record: Any, background: bool) -> None:
                 _render_result(record)
         return
     try:
-        [record] = api.wait_sessions(project, [record.name], on_progress=_progress_printer())
+        [record] = _wait_with_progress(project, [record.name], None)
     except KeyboardInterrupt:
         click.echo(
-            f"\ncms: stopped waiting; {record.name} keeps running "
+            f"cms: stopped waiting; {record.name} keeps running "
             f"(cms wait {record.name}, cms abort {record.name})",
             err=True,
         )
@@ -334,11 +297,9 @@ def wait(names: tuple[str, ...], timeout: float | None) -> None:
 
     project = _project()
     try:
-        records = api.wait_sessions(
-            project, list(names) or None, timeout, on_progress=_progress_printer()
-        )
+        records = _wait_with_progress(project, list(names) or None, timeout)
     except KeyboardInterrupt:
-        click.echo("\ncms: stopped waiting; the sessions keep running", err=True)
+        click.echo("cms: stopped waiting; the sessions keep running", err=True)
         raise SystemExit(130) from None
     if _state().json:
         _emit_json([r.public() for r in records])
@@ -381,7 +342,10 @@ def list_(status: str | None) -> None:
     if _state().json:
         _emit_json([r.public() for r in listing.sessions])
     elif listing.sessions:
-        click.echo(_table(listing.sessions))
+        from cms import watch as view
+
+        table = view.list_table(listing.sessions, view.now_utc(), _stdout_width(), _stdout_tty())
+        click.echo(table)
     else:
         click.echo("no sessions in this project")
 
@@ -392,20 +356,27 @@ def list_(status: str | None) -> None:
 def show(name: str) -> None:
     """One session in full."""
     from cms import api
+    from cms import watch as view
 
     record = api.get_session(_project(), name)
-    data = record.public()
     if _state().json:
-        _emit_json(data)
+        _emit_json(record.public())
         return
-    width = max(len(k) for k in data)
-    for key, value in data.items():
-        if value is None or value == "":
-            continue
-        text = str(value)
-        if "\n" in text:
-            text = text.replace("\n", "\n" + " " * (width + 2))
+    rows = view.detail_rows(record, view.now_utc())
+    width = max(len(key) for key, _ in rows)
+    colour = _stdout_tty()
+    for key, value in rows:
+        style = view.STATUS_STYLE.get(record.status) if key == "status" else None
+        text = " ".join(value.split()) if key != "task" else value
+        text = text.replace("\n", "\n" + " " * (width + 2))
+        if style and colour:
+            text = click.style(text, fg=style)
         click.echo(f"{key.ljust(width)}  {text}")
+    if record.response:
+        click.echo("")
+        click.echo("response:")
+        for line in record.response.rstrip().splitlines():
+            click.echo(f"  {line}".rstrip())
 
 
 @cli.command()
@@ -418,15 +389,64 @@ def logs(name: str, follow: bool, raw: bool) -> None:
     from cms import api, logview
 
     lines = api.read_log(_project(), name, follow=follow)
+    shown = 0
     try:
         if raw or _state().json:
             for line in lines:
                 click.echo(line.decode("utf-8", "replace"))
+                shown += 1
         else:
+            colour = _stdout_tty()
             for text in logview.render_lines(lines):
-                click.echo(text)
+                click.echo(_log_colour(text) if colour else text)
+                shown += 1
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    if not shown and not (raw or _state().json):
+        click.echo(f"cms: {name} has no events yet", err=True)
+
+
+_LOG_STYLES = (("  ⛔", "red"), ("  ✗", "yellow"), ("→ ", "cyan"), ("──", "blue"))
+
+
+def _log_colour(line: str) -> str:
+    for prefix, colour in _LOG_STYLES:
+        if line.startswith(prefix):
+            return click.style(line, fg=colour)
+    return line
+
+
+@cli.command()
+@click.option("--interval", type=float, metavar="S", help="Seconds between redraws.")
+@click.option("--once", is_flag=True, help="Show the table once and exit.")
+@common
+def watch(interval: float | None, once: bool) -> None:
+    """A live table of the project's sessions (Ctrl-C to quit).
+
+    On a terminal it redraws about twice a second. Into a pipe or file it prints a
+    plain table once, or every --interval seconds."""
+    from cms import api
+    from cms import watch as view
+
+    if interval is not None and not (0.05 <= interval <= 3600):
+        raise click.BadParameter(
+            f"{interval:g}: give 0.05 to 3600 seconds", param_hint="--interval"
+        )
+    project = _project()
+    if _state().json:
+        import time
+
+        while True:
+            snapshot = api.overview(project).as_json()
+            if once or interval is None:
+                _emit_json(snapshot)
+                return
+            click.echo(json.dumps(snapshot, ensure_ascii=False))
+            try:
+                time.sleep(interval)
+            except KeyboardInterrupt:
+                return
+    view.run(project, interval=interval, once=once)
 
 
 @cli.command()
@@ -436,11 +456,7 @@ def abort(name: str) -> None:
     """Stop NAME's running turn and its whole process tree."""
     from cms import api
 
-    record = api.abort_session(_project(), name)
-    if _state().json:
-        _emit_json(record.public())
-    else:
-        click.echo(f"{record.name}: {record.status.value}")
+    _echo_status(api.abort_session(_project(), name))
 
 
 @cli.command()
@@ -450,11 +466,7 @@ def finish(name: str) -> None:
     """Close NAME; it stays on record (resume reopens it)."""
     from cms import api
 
-    record = api.finish_session(_project(), name)
-    if _state().json:
-        _emit_json(record.public())
-    else:
-        click.echo(f"{record.name}: {record.status.value}")
+    _echo_status(api.finish_session(_project(), name))
 
 
 @cli.command()
@@ -512,12 +524,9 @@ def cost(by: str) -> None:
     if _state().json:
         _emit_json(report.as_json())
         return
-    width = max([len(r.key) for r in report.rows] + [len(by)])
-    click.echo(f"{by.upper().ljust(width)}  {'COST':>10}  SESSIONS")
-    for row in report.rows:
-        click.echo(f"{row.key.ljust(width)}  {_money(row.cost_usd):>10}  {row.sessions}")
-    cap = f" of cap {_money(report.cap_usd)}" if report.cap_usd is not None else ""
-    click.echo(f"{'total'.ljust(width)}  {_money(report.total_cost_usd):>10}{cap}")
+    from cms import watch as view
+
+    click.echo("\n".join(view.cost_lines(report)))
 
 
 @cli.command()
@@ -552,16 +561,64 @@ def doctor() -> None:
     checks = api.doctor(_project())
     if _state().json:
         _emit_json(
-            [{"check": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in checks]
-        )
+            [
+                {"check": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix,
+                 "warning": c.warning}
+                for c in checks
+            ]
+        )  # fmt: skip
     else:
+        width = max(len(c.name) for c in checks)
+        colour = _stdout_tty()
         for c in checks:
-            mark = "ok  " if c.ok else "FAIL"
-            click.echo(f"{mark} {c.name}: {c.detail}")
-            if not c.ok and c.fix:
-                click.echo(f"     fix: {c.fix}")
+            if not c.ok:
+                mark, style = "FAIL", "red"
+            elif c.warning:
+                mark, style = "warn", "yellow"
+            else:
+                mark, style = "ok", "green"
+            shown = click.style(mark.ljust(4), fg=style, bold=not c.ok) if colour else mark.ljust(4)
+            click.echo(f"{shown}  {c.name.ljust(width)}  {c.detail}")
+            if c.fix and (not c.ok or c.warning):
+                click.echo(f"{'':4}  {'':{width}}  fix: {c.fix}")
     if not all(c.ok for c in checks):
         raise SystemExit(EXIT_ENVIRONMENT)  # every check is of the environment
+
+
+@cli.command()
+@click.option(
+    "--scope",
+    type=click.Choice(["user", "project"]),
+    default="user",
+    show_default=True,
+    help="user: ~/.claude; project: this project's .claude (and a project-scope plugin).",
+)
+@click.option("--uninstall", is_flag=True, help="Remove exactly what setup added.")
+@click.option("--force", is_flag=True, help="Replace a delegate.md/sessions.md it did not write.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@common
+def setup(scope: str, uninstall: bool, force: bool, yes: bool) -> None:
+    """Put cms into Claude Code: the marketplace and plugin, and /delegate and /sessions."""
+    from cms import setup as setup_module
+    from cms.errors import BadInput
+
+    if not yes and not sys.stdin.isatty():
+        raise BadInput("cms setup changes Claude Code's set-up: run it at a terminal, or add --yes")
+    plan = setup_module.plan(os.environ, scope, _state().project, uninstall=uninstall, force=force)
+    if plan.changes and not yes:
+        for line in plan.notes + [f"will {line}" for line in plan.will]:
+            click.echo(f"cms setup: {line}", err=True)
+        if not click.confirm("Go ahead?", default=True, err=True):
+            raise BadInput("cms setup cancelled; nothing was changed")
+    outcome = setup_module.apply(plan)
+    if _state().json:
+        _emit_json(outcome.as_json())
+        return
+    for line in outcome.notes + outcome.steps:
+        click.echo(f"cms setup: {line}")
+    if not outcome.changed:
+        done = "nothing to undo" if uninstall else "cms is set up already"
+        click.echo(f"cms setup: {done} ({scope} scope); nothing changed")
 
 
 @cli.command()

@@ -1,13 +1,16 @@
 """A session's event log for a person: one readable line per thing that happened.
 
 ``cms logs NAME`` shows each assistant text, each tool call with its key argument,
-tool results shortened, denials marked, and the final result with cost and turns.
-The raw stream-json stays in the log file (``--raw``); this module only renders it.
+tool results shortened to their first line, denials marked with who refused (the cms
+hook, another hook, or Claude Code's permission system), and the final result with
+cost and turns. The raw stream-json stays in the log file (``--raw``); this module
+only renders it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -33,67 +36,174 @@ def _content_text(content: Any) -> str:
     return "" if content is None else json.dumps(content)
 
 
+#: "PreToolUse:Bash hook error: " — how Claude Code prefixes a PreToolUse hook's refusal.
+_HOOK_PREFIX = re.compile(r"^\s*PreToolUse:\S* hook error:\s*")
+_TOOL_ERROR_TAG = re.compile(r"</?tool_use_error>")
+#: How Claude Code's own permission system words a refusal (disallowed tool, deny
+#: rule, a permission nobody granted in -p mode).
+_CLI_DENIALS = (
+    "is disabled for this session",
+    "requested permissions to use",
+    "haven't granted it yet",
+    "has been denied",
+    "permission to use",
+)
+
+
+def _clean(text: str) -> str:
+    """A tool result's text without the CLI's ``<tool_use_error>`` wrapper."""
+    text = _TOOL_ERROR_TAG.sub("", text).strip()
+    return text[len("Error: ") :] if text.startswith("Error: ") else text
+
+
+def denial(text: str, rejected: bool = False) -> tuple[str, str] | None:
+    """Who refused a tool call and why, or None when the error is the tool's own.
+
+    ``rejected`` is the CLI's own verdict (``tool_result_meta``'s permission decision
+    ``reject``), when the event carries one. Otherwise the text decides: a reason from
+    the cms PreToolUse hook (it starts with ``cms: ``), another PreToolUse hook's
+    refusal, or the words of Claude Code's permission system.
+    """
+    text = _clean(text)
+    hooked = _HOOK_PREFIX.match(text)
+    reason = text[hooked.end() :] if hooked else text
+    if reason.startswith("cms: "):
+        return "cms", reason[len("cms: ") :]
+    if hooked:
+        return "a hook", reason
+    lowered = reason.lower()
+    if rejected or any(words in lowered for words in _CLI_DENIALS):
+        return "Claude Code", reason
+    return None
+
+
 def is_denial(text: str) -> bool:
     """A tool result that says a hook or the permission system refused the call."""
-    lowered = text.lower()
-    return (
-        text.startswith("cms:")
-        or "cms: " in text
-        or "denied" in lowered
-        or "permission to use" in lowered
-        or "hook error" in lowered
-        or "blocked" in lowered
-    )
+    return denial(text) is not None
 
 
-def render_event(event: dict[str, Any]) -> list[str]:
-    """The readable lines of one stream-json event (none for noise)."""
-    kind = event.get("type")
-    if kind == "system":
-        if event.get("subtype") == "init":
-            model = event.get("model", "?")
-            version = event.get("claude_code_version", "?")
-            return [f"── turn started · model {model} · claude {version}"]
-        return []
-    if kind == "assistant":
+def describe_call(name: str, tool_input: dict[str, Any]) -> str:
+    """The tool and its key argument: the command, the file, the pattern, the URL;
+    for a subagent its description, for a skill its name."""
+    text = describe_tool_call(name, tool_input)
+    if text != name:
+        return text
+    for key in ("description", "skill", "subagent_type", "prompt"):
+        value = tool_input.get(key)
+        if isinstance(value, str) and value.strip():
+            return _short(f"{name}: {value}", 160)
+    todos = tool_input.get("todos")
+    if isinstance(todos, list):
+        return f"{name}: {len(todos)} items"
+    return name
+
+
+def _first_line(text: str, width: int = RESULT_WIDTH) -> str:
+    """A tool's output shortened to its first line, and how many lines were left out."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    left = len(lines) - 1
+    more = f" (+{left} line{'s' if left > 1 else ''})" if left else ""
+    return _short(lines[0], width - len(more)) + more
+
+
+def _money(value: Any) -> str:
+    return f"${value:.4f}" if isinstance(value, int | float) else "$?"
+
+
+class LogRenderer:
+    """Turns the events of one log, in order, into readable lines.
+
+    It remembers the tool calls still waiting for their result: while several are
+    (parallel calls), each result is labelled with its tool's name.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[str, str] = {}
+
+    def event(self, event: dict[str, Any]) -> list[str]:
+        """The readable lines of one stream-json event (none for noise)."""
+        kind = event.get("type")
+        if kind == "system":
+            return self._system(event)
         if event.get("parent_tool_use_id"):
+            return []  # a subagent's inside: its call and result are shown
+        if kind == "assistant":
+            return self._assistant(event)
+        if kind == "user":
+            return self._user(event)
+        if kind == "result":
+            return self._result(event)
+        if kind == "cms_outcome":
+            status = event.get("status", "?")
+            error = event.get("error")
+            return [f"── cms: {status}" + (f": {_short(str(error))}" if error else "")]
+        return []
+
+    def _system(self, event: dict[str, Any]) -> list[str]:
+        if event.get("subtype") != "init":
             return []
+        self.pending.clear()
+        model = event.get("model", "?")
+        version = event.get("claude_code_version", "?")
+        mode = event.get("permissionMode")
+        line = f"── turn started · model {model} · Claude Code {version}"
+        return [line + (f" · permission mode {mode}" if mode else "")]
+
+    def _assistant(self, event: dict[str, Any]) -> list[str]:
         lines: list[str] = []
         for block in (event.get("message") or {}).get("content") or []:
+            if not isinstance(block, dict):
+                continue
             if block.get("type") == "text" and str(block.get("text", "")).strip():
                 text_lines = str(block["text"]).strip().splitlines()
                 lines.append(f"assistant: {text_lines[0]}")
-                lines.extend(f"           {line}" for line in text_lines[1:])
+                lines.extend(f"           {line}".rstrip() for line in text_lines[1:])
             elif block.get("type") == "tool_use":
-                call = describe_tool_call(str(block.get("name", "tool")), block.get("input") or {})
-                lines.append(f"→ {call}")
+                name = str(block.get("name", "tool"))
+                tool_input = block.get("input")
+                lines.append(f"→ {describe_call(name, tool_input or {})}")
+                call_id = block.get("id")
+                if isinstance(call_id, str):
+                    self.pending[call_id] = name
         return lines
-    if kind == "user":
-        if event.get("parent_tool_use_id"):
-            return []
-        lines = []
+
+    def _user(self, event: dict[str, Any]) -> list[str]:
         content = (event.get("message") or {}).get("content")
         if not isinstance(content, list):
             return []
+        rejected = set()
+        for meta in event.get("tool_result_meta") or []:
+            decision = (meta or {}).get("permission_decision") or {}
+            if isinstance(decision, dict) and decision.get("decision") == "reject":
+                rejected.add(meta.get("id"))
+        lines = []
         for block in content:
             if not isinstance(block, dict) or block.get("type") != "tool_result":
                 continue
+            call_id = block.get("tool_use_id")
+            label = ""
+            if isinstance(call_id, str) and call_id in self.pending:
+                if len(self.pending) > 1:
+                    label = f"{self.pending[call_id]}: "
+                del self.pending[call_id]
             text = _content_text(block.get("content"))
-            if block.get("is_error"):
-                mark = "⛔ denied" if is_denial(text) else "✗ error"
-                lines.append(f"  {mark}: {_short(text)}")
+            refused = denial(text, call_id in rejected) if block.get("is_error") else None
+            if refused is not None:
+                who, reason = refused
+                lines.append(f"  ⛔ {label}denied by {who}: {_short(reason)}")
+            elif block.get("is_error"):
+                lines.append(f"  ✗ {label}error: {_first_line(_clean(text))}")
             else:
-                lines.append(f"  ← {_short(text) or '(no output)'}")
+                lines.append(f"  ← {label}{_first_line(text) or '(no output)'}")
         return lines
-    if kind == "result":
-        subtype = event.get("subtype", "?")
-        outcome = "error" if event.get("is_error") else subtype
-        if event.get("is_error") and subtype != "success":
-            outcome = subtype
-        cost = event.get("total_cost_usd")
-        cost_text = f"${cost:.4f}" if isinstance(cost, int | float) else "$?"
+
+    def _result(self, event: dict[str, Any]) -> list[str]:
+        subtype = str(event.get("subtype", "?"))
+        outcome = "error" if event.get("is_error") and subtype == "success" else subtype
         turns = event.get("num_turns", "?")
-        line = f"── result: {outcome} · {cost_text} · {turns} turns"
+        line = f"── result: {outcome} · {_money(event.get('total_cost_usd'))} · {turns} turns"
         duration = event.get("duration_ms")
         if isinstance(duration, int | float):
             line += f" · {duration / 1000:.1f}s"
@@ -103,19 +213,24 @@ def render_event(event: dict[str, Any]) -> list[str]:
             lines.extend(f"   {_short(str(e))}" for e in errors)
         if event.get("is_error") and isinstance(event.get("result"), str):
             lines.append(f"   {_short(event['result'])}")
-        for denial in event.get("permission_denials") or []:
-            if isinstance(denial, dict):
-                lines.append(f"   ⛔ denied: {denial.get('tool_name', 'tool')}")
+        denied = [
+            str(d.get("tool_name", "tool"))
+            for d in event.get("permission_denials") or []
+            if isinstance(d, dict)
+        ]
+        if denied:
+            lines.append(f"   ⛔ {len(denied)} denied: {', '.join(denied)}")
         return lines
-    if kind == "cms_outcome":
-        status = event.get("status", "?")
-        error = event.get("error")
-        return [f"── cms: {status}" + (f" ({_short(str(error))})" if error else "")]
-    return []
+
+
+def render_event(event: dict[str, Any]) -> list[str]:
+    """The readable lines of one event on its own (see :class:`LogRenderer`)."""
+    return LogRenderer().event(event)
 
 
 def render_lines(raw_lines: Iterable[bytes | str]) -> Iterator[str]:
     """Readable lines for raw log lines; lines that are not JSON are shown as such."""
+    renderer = LogRenderer()
     for raw in raw_lines:
         event = parse_line(raw)
         if event is None:
@@ -123,4 +238,4 @@ def render_lines(raw_lines: Iterable[bytes | str]) -> Iterator[str]:
             if text.strip():
                 yield f"(not JSON) {_short(text)}"
             continue
-        yield from render_event(event)
+        yield from renderer.event(event)
