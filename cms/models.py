@@ -136,6 +136,14 @@ class SessionRecord(BaseModel):
     def _check_float_budget(cls, value: float | None) -> float | None:
         return _finite_non_negative(value, "budget")
 
+    @field_validator("cost_usd", "settled_cost_usd")
+    @classmethod
+    def _check_spend(cls, value: float) -> float:
+        # A NaN or negative spend (a record edited by hand) would hide from the
+        # project's cap every other session's spend, and NaN is not JSON.
+        _finite_non_negative(value, "spend")
+        return value
+
     @field_validator("max_turns")
     @classmethod
     def _check_turns(cls, value: int | None) -> int | None:
@@ -161,8 +169,8 @@ class Limits(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     max_cost_usd: float | None = None
-    max_parallel: int = 4
-    max_depth: int = 2
+    max_parallel: int = Field(default=4, ge=1)  # 0 would queue every session forever
+    max_depth: int = Field(default=2, ge=0)
 
     @field_validator("max_cost_usd")
     @classmethod

@@ -1173,8 +1173,14 @@ def _broad_kill(call: _Call) -> str | None:
 
 
 def _cms_limits(call: _Call) -> str | None:
-    if call.name == "cms" and "budget" in call.args:
-        after = call.args[call.args.index("budget") + 1 :]
+    args = call.args
+    if _interpreter(call.name) == "python":  # python -m cms.cli budget ...: cms itself
+        module = [i for i, a in enumerate(args) if a in ("cms.cli", "-mcms.cli")]
+        args = args[module[0] + 1 :] if module else []
+    elif call.name not in ("cms", "cms-run"):
+        return None
+    if "budget" in args:
+        after = args[args.index("budget") + 1 :]
         if any(a.startswith(("--max-cost", "--max-parallel", "--max-depth")) for a in after):
             return ""
     return None

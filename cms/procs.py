@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -121,6 +122,40 @@ def kill_tree(pid: int, grace_s: float = 3.0, started: int | None = None) -> Non
         time.sleep(0.05)
     tree = [p for p in {pid, *tree, *descendants(pid)} if alive(p)]
     _signal_all(tree, group, signal.SIGKILL)
+
+
+def become_subreaper() -> bool:
+    """Adopt this process's orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    Claude Code runs each Bash tool call in a session of its own (``setsid``), so when
+    claude dies those processes leave its process group and, orphaned, would be
+    re-parented to init where no pid walk finds them. A subreaper gets them instead,
+    and :func:`descendants` of the supervisor still lists them. False where this is
+    not supported (then only what is still below claude can be stopped).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(36, 1, 0, 0, 0)) == 0  # 36: PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def stop_descendants(grace_s: float = 1.0) -> None:
+    """Stop every process below this one (what a finished child left behind), and
+    reap the adopted ones so no zombie lingers."""
+    for pid in descendants(os.getpid()):
+        kill_tree(pid, grace_s=grace_s)
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _group_alive(pgid: int) -> bool:

@@ -81,6 +81,16 @@ def atomic_write(path: Path, text: str, durable: bool = True) -> None:
         raise
 
 
+def _named(path: Path, record: SessionRecord) -> SessionRecord:
+    """``record`` if it names itself as its file does. A record edited to another
+    name would have every change (``finish``, ``delete``) land on that other session."""
+    if record.name != path.name.removesuffix(".toml"):
+        raise CorruptRecord(
+            str(path), f"it says name = {record.name[:80]!r}, not the name of its file"
+        )
+    return record
+
+
 @dataclass
 class Listing:
     """Records that loaded, and one line for each file that did not."""
@@ -121,14 +131,19 @@ class Store:
 
         lock = FileLock(str(path) + ".lock", mode=FILE_MODE, timeout=LOCK_TIMEOUT_S)
         try:
-            with lock:
-                yield
+            lock.acquire()
         except Timeout as exc:
             raise EnvironmentProblem(
                 f"timed out waiting for the lock on {path}; is another cms stuck?"
             ) from exc
+        except OSError as exc:  # read-only file system, no space for the lock file, ...
+            raise _state_error(path, exc) from exc
+        try:
+            yield
         except PermissionError as exc:
             raise _state_error(path, exc) from exc
+        finally:
+            lock.release()
 
     # -- generic TOML ------------------------------------------------------------
 
@@ -185,7 +200,7 @@ class Store:
     def load(self, name: str) -> SessionRecord:
         path = self._session_path(name)
         try:
-            return self._read(path, SessionRecord)
+            return _named(path, self._read(path, SessionRecord))
         except FileNotFoundError:
             raise NotFound(
                 f"no session named {name!r} in project {self.paths.project}; see `cms list`"
@@ -214,6 +229,7 @@ class Store:
                     record = self._validate(path, cached["data"], SessionRecord)
                 else:
                     record = self._read(path, SessionRecord)
+                _named(path, record)
                 fresh[entry.name] = {"stamp": stamp, "data": record.model_dump(mode="json")}
                 listing.records.append(record)
             except CorruptRecord as exc:

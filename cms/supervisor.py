@@ -51,6 +51,12 @@ PROJECT_CAP_EVERY_S = 1.0
 KILL_GRACE_S = 3.0
 STDERR_TAIL_CHARS = 2000
 
+#: Variables whose values are credentials. A child can print its environment (``env``)
+#: and the model can repeat what it read, so their values are replaced by
+#: ``[redacted]`` in every event line before it reaches the log or the record.
+SECRET_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+REDACTED = b"[redacted]"
+
 ERROR_FOR_SUBTYPE = {
     "error_max_turns": Status.TURNS_EXCEEDED,
     "error_max_budget_usd": Status.COST_EXCEEDED,
@@ -77,6 +83,14 @@ class Supervisor:
         self._last_write = 0.0
         self._last_cap_check = 0.0
         self._project_other_spend = 0.0
+        self.secrets = [
+            value.encode() for key in SECRET_VARIABLES if len(value := os.environ.get(key, "")) >= 8
+        ]
+
+    def _redact(self, data: bytes) -> bytes:
+        for secret in self.secrets:
+            data = data.replace(secret, REDACTED)
+        return data
 
     # -- signals ---------------------------------------------------------------
 
@@ -89,6 +103,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        procs.become_subreaper()  # so what claude leaves behind can still be stopped
         me, started = os.getpid(), procs.start_ticks(os.getpid())
 
         def claim(record: SessionRecord) -> None:
@@ -101,6 +116,8 @@ class Supervisor:
             return self._run_turn(record)
         except Exception as exc:  # never leave a running record behind
             self._log(traceback.format_exc())
+            self._kill_child()  # nor a claude that nobody supervises
+            procs.stop_descendants()
             self._finish(Status.FAILED, f"cms supervisor error: {exc}")
             return 1
 
@@ -167,6 +184,9 @@ class Supervisor:
             self.store.update(self.name, note_child)
             self._send_prompt(prompt)
             self._pump(log)
+        # Tool processes claude ran in sessions of their own outlive a claude that was
+        # killed; the turn is over, so nothing of it may keep running.
+        procs.stop_descendants()
         return self._conclude(stderr_path)
 
     def _send_prompt(self, prompt: str) -> None:
@@ -217,6 +237,7 @@ class Supervisor:
             self.proc.wait()
 
     def _handle_line(self, line: bytes, log: IO[bytes]) -> None:
+        line = self._redact(line)
         log.write(line.rstrip(b"\r\n") + b"\n")
         log.flush()
         event = parse_line(line)
@@ -289,6 +310,7 @@ class Supervisor:
         assert self.proc is not None
         code = self.proc.returncode
         result = self.tally.result
+        self._redact_file(stderr_path)
         stderr_tail = _tail(stderr_path)
         if self.stop is not None:
             status, error = self.stop.status, self.stop.error
@@ -360,8 +382,10 @@ class Supervisor:
             if tally.last_activity:
                 record.last_activity = tally.last_activity
 
-        self.store.update(self.name, final)
+        # The verdict goes into the log first: a reader that sees the final status
+        # (`cms logs --follow`) then finds the log complete.
         self._log_outcome(status, error)
+        self.store.update(self.name, final)
         self._start_queued()
 
     def _log_outcome(self, status: Status, error: str) -> None:
@@ -379,8 +403,22 @@ class Supervisor:
             self._log(traceback.format_exc())
 
     def _log(self, text: str) -> None:
+        text = self._redact(text.encode("utf-8", "replace")).decode("utf-8", "replace")
         with contextlib.suppress(OSError), open(self.paths.supervisor_log(self.name), "a") as f:
             f.write(text)
+
+    def _redact_file(self, path: Path) -> None:
+        """Redact secrets from a file claude wrote itself (its stderr), in place."""
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(64 * 1024 * 1024)
+            clean = self._redact(data)
+            if clean != data:
+                with open(path, "r+b") as handle:
+                    handle.write(clean)
+                    handle.truncate()
+        except OSError:
+            pass
 
 
 def _tail(path: Path) -> str:
