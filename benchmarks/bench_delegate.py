@@ -29,6 +29,12 @@ from claude_version import install_claude  # noqa: E402
 from standin import StandIn, text, tool_use  # noqa: E402
 
 
+#: The console script next to this interpreter (what `pip install` made), not a
+#: version manager's shim in front of it, which would add its own start-up time.
+_SCRIPT = Path(sys.executable).parent / "cms"
+CMS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "cms.cli"]
+
+
 def peak_rss_kb(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as handle:
@@ -131,7 +137,7 @@ def series(pairs: int, latency: float) -> None:
             script(marker)
             start = time.perf_counter()
             subprocess.run(
-                ["cms", "delegate", f"task {marker}"],
+                [*CMS, "delegate", f"task {marker}"],
                 cwd=project, env=env, check=True, capture_output=True,
             )  # fmt: skip
             return time.perf_counter() - start
