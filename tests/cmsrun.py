@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -74,12 +75,16 @@ class Cms:
             time.sleep(0.1)
 
 
-def processes_of_session(name: str) -> list[int]:
-    """Pids of live processes whose environment says CMS_SESSION=<name>."""
-    wanted = f"CMS_SESSION={name}".encode()
+REPO = Path(__file__).resolve().parent.parent
+
+
+def processes_with(variable: str, value: str | Path) -> list[int]:
+    """Pids of live processes (not zombies, not this one) whose environment has
+    ``variable=value``: what a test started, found by the environment it gave them."""
+    wanted = f"{variable}={value}".encode()
     found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
             with open(f"/proc/{entry}/environ", "rb") as handle:
@@ -91,6 +96,34 @@ def processes_of_session(name: str) -> list[int]:
         if wanted in environ and state not in (b"Z", b"X"):
             found.append(int(entry))
     return found
+
+
+def processes_of_session(name: str) -> list[int]:
+    """Pids of live processes of session ``name`` (their CMS_SESSION)."""
+    return processes_with("CMS_SESSION", name)
+
+
+def processes_with_home(home: Path) -> list[int]:
+    """Pids of live processes that use the state folder ``home`` (their CMS_HOME)."""
+    return processes_with("CMS_HOME", home)
+
+
+def copy_tracked_files(destination: Path) -> Path:
+    """A clean copy of the repository's files (tracked, or new and not ignored), as a
+    user's clone would be: no .cache/, no build leftovers."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for raw in filter(None, listed):
+        name = raw.decode()
+        source = REPO / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    return destination
 
 
 def wait_gone(pids_of: Any, timeout: float = 10.0) -> list[int]:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cmsrun import Cms, Run, wait_gone
+from cmsrun import Cms, Run, processes_with_home, wait_gone
 from standin import StandIn, drop, error, text, tool_use
 
 from cms import api
@@ -45,23 +45,6 @@ from cms.store import Store
 API_KEY = "sk-test-not-a-real-key"  # what tests/conftest.py gives every child
 
 
-def processes_with_home(home: Path) -> list[int]:
-    """Live processes whose environment has CMS_HOME=<home> (what this test started)."""
-    wanted = f"CMS_HOME={home}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                environ = handle.read().split(b"\0")
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                state = handle.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if wanted in environ and state not in (b"Z", b"X"):
-            found.append(int(entry))
-    return found
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,6 @@ the children it delegates to.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cmsrun import Cms
+from cmsrun import Cms, copy_tracked_files
 from standin import StandIn, first_user_text, text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -208,18 +207,7 @@ def test_marketplace_install_loads_the_plugin(
     claude_bin: Path, env: dict[str, str], standin: StandIn, project: Path, tmp_path: Path
 ) -> None:
     # A clean copy of the repository's tracked files, as a user's clone would be.
-    clone = tmp_path / "clone"
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for name in filter(None, files):
-        source = REPO / name.decode()
-        if source.is_file():
-            (clone / name.decode()).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, clone / name.decode())
+    clone = copy_tracked_files(tmp_path / "clone")
     for argv in (
         ["plugin", "marketplace", "add", str(clone)],
         ["plugin", "install", "cms@cms-marketplace"],

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cmsrun import CMS, Cms, processes_of_session, wait_gone
+from cmsrun import CMS, Cms, processes_of_session, processes_with_home, wait_gone
 from standin import Reply, StandIn, drop, error, expected_cost, text, tool_use
 
 from cms.paths import ProjectPaths
@@ -51,23 +51,6 @@ LOAD_SESSIONS = 20
 # -- fixtures: the test's processes ---------------------------------------------------
 
 
-def processes_with_home(home: Path) -> list[int]:
-    """Live processes (not zombies) whose environment has CMS_HOME=<home>."""
-    wanted = f"CMS_HOME={home}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                environ = handle.read().split(b"\0")
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                state = handle.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if wanted in environ and state not in (b"Z", b"X"):
-            found.append(int(entry))
-    return found
 
 
 def pid_alive(pid: int) -> bool:

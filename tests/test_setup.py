@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cmsrun import CMS, Cms
+from cmsrun import CMS, Cms, copy_tracked_files
 from standin import StandIn, first_user_text, text
 
 from cms import setup
@@ -320,18 +320,8 @@ def test_a_wheel_carries_the_plugin_and_setup_works_from_it(
 ) -> None:
     # Build from a clean copy of the tracked files, as from a release tarball, so the
     # in-tree build leaves nothing in the working tree.
-    clone = tmp_path / "src"
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for name in filter(None, files):
-        source = REPO / name.decode()
-        if source.is_file() and not name.startswith(b"tests/"):
-            (clone / name.decode()).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, clone / name.decode())
+    clone = copy_tracked_files(tmp_path / "src")
+    shutil.rmtree(clone / "tests")
     wheels = tmp_path / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
@@ -380,18 +370,7 @@ def test_marketplace_alone_builds_its_environment_once_and_never_blocks_a_prompt
     project: Path,
     tmp_path: Path,
 ) -> None:
-    clone = tmp_path / "clone"
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for name in filter(None, files):
-        source = REPO / name.decode()
-        if source.is_file():
-            (clone / name.decode()).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, clone / name.decode())
+    clone = copy_tracked_files(tmp_path / "clone")
     claude(claude_bin, lean_env, project, "plugin", "marketplace", "add", str(clone))
     claude(claude_bin, lean_env, project, "plugin", "install", setup.PLUGIN_ID)
     data = warm_home / ".claude" / "plugins" / "data" / setup.PLUGIN_DATA_NAME
