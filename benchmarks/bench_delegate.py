@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -27,61 +26,12 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from claude_version import install_claude  # noqa: E402
 from standin import StandIn, text, tool_use  # noqa: E402
-
+from supervisors import PeakSampler  # noqa: E402
 
 #: The console script next to this interpreter (what `pip install` made), not a
 #: version manager's shim in front of it, which would add its own start-up time.
 _SCRIPT = Path(sys.executable).parent / "cms"
 CMS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "cms.cli"]
-
-
-def peak_rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def find_supervisors() -> list[int]:
-    """The parents of running child `claude` processes (those with CMS_SESSION set)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as handle:
-                    if b"CMS_SESSION=" not in handle.read():
-                        continue
-                with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                    if b"stream-json" not in handle.read():
-                        continue  # a hook or tool process, not claude itself
-                with open(f"/proc/{entry}/stat", "rb") as handle:
-                    ppid = int(handle.read().rsplit(b")", 1)[1].split()[1])
-                with open(f"/proc/{ppid}/cmdline", "rb") as handle:
-                    if b"stream-json" in handle.read():
-                        continue  # a process claude started, not claude itself
-                found.append(ppid)
-            except (OSError, ValueError, IndexError):
-                continue
-    return found
-
-
-class PeakSampler(threading.Thread):
-    """Samples the VmHWM of every running cms supervisor until stopped."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.peak_kb = 0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            for pid in find_supervisors():
-                self.peak_kb = max(self.peak_kb, peak_rss_kb(pid))
-            time.sleep(0.02)
 
 
 def main() -> None:
@@ -155,7 +105,7 @@ def series(pairs: int, latency: float) -> None:
 
         run_cms(-1000)  # warm up: the CLI's version probe is cached after the first run
         run_bare(-1000)
-        sampler = PeakSampler()
+        sampler = PeakSampler(root / "cms-home")
         sampler.start()
         cms_times, bare_times, ratios = [], [], []
         for i in range(pairs):
@@ -172,7 +122,7 @@ def series(pairs: int, latency: float) -> None:
     print(f"median claude -p    : {statistics.median(bare_times):.3f}s")
     verdict = "met" if ratio <= 1.15 else "NOT met"
     print(f"median ratio        : {ratio:.3f}  (target <= 1.15: {verdict})")
-    print(f"supervisor peak RSS : {sampler.peak_kb / 1024:.1f} MiB")
+    print(f"supervisor peak RSS : {sampler.overall_peak_kb / 1024:.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,59 +31,10 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from claude_version import install_claude  # noqa: E402
 from standin import Reply, StandIn, expected_cost, text, tool_use  # noqa: E402
+from supervisors import PeakSampler  # noqa: E402
 
 MODEL = "claude-sonnet-4-5"
 CMS = [sys.executable, "-m", "cms.cli"]
-
-
-def vm_hwm_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def supervisors(home: Path) -> list[int]:
-    """The parents of the running claude children of this CMS_HOME (the supervisors)."""
-    wanted = f"CMS_HOME={home}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                if wanted not in handle.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                if b"stream-json" not in handle.read():
-                    continue  # a hook or tool process, not claude itself
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                parent = int(handle.read().rsplit(b")", 1)[1].split()[1])
-            with open(f"/proc/{parent}/cmdline", "rb") as handle:
-                if b"stream-json" in handle.read():
-                    continue  # forked by claude: its parent is claude, not a supervisor
-            found.append(parent)
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
-
-
-class PeakSampler(threading.Thread):
-    def __init__(self, home: Path) -> None:
-        super().__init__(daemon=True)
-        self.home = home
-        self.peak_kb: dict[int, int] = {}
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            for pid in supervisors(self.home):
-                self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), vm_hwm_kb(pid))
-            time.sleep(0.02)
 
 
 def cms(env: dict[str, str], cwd: Path, *args: str) -> object:
