@@ -159,18 +159,27 @@ def test_killed_supervisor_gives_interrupted_then_resume_completes(
 def test_resume_without_saved_conversation_offers_fresh_start(
     cms: Cms, standin: StandIn
 ) -> None:
-    standin.script("T-EARLY", [text("slow", delay=60), text("fresh ok")])
+    standin.script("T-EARLY", [text("slow", delay=60)])
     cms.ok("delegate", "early T-EARLY", "--name", "early", "--background")
     record = cms.wait_field("early", "child_pid")
     os.kill(record["pid"], signal.SIGKILL)
     os.kill(record["child_pid"], signal.SIGKILL)
+    assert wait_gone(lambda: processes_of_session("early")) == []
+    # Whether Claude Code had written its transcript yet is a race: take it away, as if
+    # the turn had been killed before Claude Code saved anything.
+    home = Path(cms.env["HOME"])
+    for transcript in home.glob(f".claude/projects/*/{record['session_id']}.jsonl"):
+        transcript.unlink()
     cms.wait_status("early", {"interrupted"}, timeout=10)
-    listed = cms.show("early")
-    if listed["has_conversation"]:
-        pytest.skip("this CLI saved the conversation before the first answer")
+    assert cms.show("early")["has_conversation"] is False
     refused = cms.run("resume", "early")
     assert refused.code == 2
     assert "--fresh" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    # The offered way out: start over from the task in a new conversation.
+    standin.script("T-EARLY", [text("fresh ok")])
+    out = cms.ok("resume", "early", "--fresh")
+    assert out["status"] == "completed" and out["response"] == "fresh ok"
+    assert out["session_id"] != record["session_id"]
 
 
 def test_send_continues_the_conversation_and_fork_branches(
