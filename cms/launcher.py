@@ -23,23 +23,15 @@ import sys
 import threading
 import time
 import traceback
-from datetime import UTC, datetime
 
 from cms import procs
 from cms.models import SessionRecord, Status, utcnow
 from cms.store import Store
 
-#: A record marked running whose supervisor pid is not yet written is given this long
-#: (seconds) before it counts as interrupted: the window between marking and spawning.
-LAUNCH_GRACE_S = 30.0
-
 
 def supervisor_alive(record: SessionRecord) -> bool:
-    if record.pid is None:
-        started = record.turn_started_at or record.updated_at
-        age = (datetime.now(UTC) - started).total_seconds()
-        return age < LAUNCH_GRACE_S
-    return procs.alive(record.pid, record.pid_started)
+    marked_at = record.turn_started_at or record.updated_at
+    return procs.supervisor_alive(record.pid, record.pid_started, marked_at)
 
 
 def spawn_supervisor(store: Store, name: str) -> int:

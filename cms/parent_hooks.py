@@ -25,6 +25,7 @@ import re
 import sys
 import tomllib
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,14 @@ def _records(env: Mapping[str, str], cwd: str | None) -> list[dict[str, Any]]:
 
 
 def _supervisor_alive(record: Mapping[str, Any]) -> bool:
-    pid = record.get("pid")
-    if not isinstance(pid, int):
-        return True  # being launched; the engine decides when it is too old
-    started = record.get("pid_started")
-    return procs.alive(pid, started if isinstance(started, int) else None)
+    """:func:`cms.procs.supervisor_alive` on a record read with tomllib."""
+
+    def field(key: str, kind: type) -> Any:
+        value = record.get(key)
+        return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+    marked_at = field("turn_started_at", datetime) or field("updated_at", datetime)
+    return procs.supervisor_alive(field("pid", int), field("pid_started", int), marked_at)
 
 
 def _names(records: list[dict[str, Any]]) -> str:

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 
 def _stat_fields(pid: int | str) -> list[bytes]:
@@ -61,6 +62,22 @@ def alive(pid: int | None, started: int | None = None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+#: A turn marked running whose supervisor pid is not yet recorded is given this long
+#: (seconds) before it counts as dead: the window between marking it and spawning.
+LAUNCH_GRACE_S = 30.0
+
+
+def supervisor_alive(pid: int | None, started: int | None, marked_at: datetime | None) -> bool:
+    """Whether the supervisor of a running turn lives: its pid (checked against its
+    start time), or, before the pid is recorded, a turn marked less than
+    :data:`LAUNCH_GRACE_S` ago. The one rule for the engine and the parent's hooks."""
+    if pid is None:
+        if marked_at is None:
+            return False
+        return (datetime.now(UTC) - marked_at).total_seconds() < LAUNCH_GRACE_S
+    return alive(pid, started)
 
 
 def descendants(pid: int) -> list[int]:
