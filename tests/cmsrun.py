@@ -78,6 +78,34 @@ class Cms:
 REPO = Path(__file__).resolve().parent.parent
 
 
+def claude_p(
+    claude_bin: Path,
+    prompt: str,
+    env: dict[str, str],
+    cwd: Path,
+    *,
+    plugin_dir: Path | None = None,
+    timeout: float = 300,
+) -> list[dict[str, Any]]:
+    """Run the real ``claude -p PROMPT`` (stream-json), optionally with a plugin folder
+    loaded, and return its events."""
+    argv = [str(claude_bin), "-p", prompt, "--output-format", "stream-json", "--verbose"]
+    if plugin_dir is not None:
+        argv += ["--plugin-dir", str(plugin_dir)]
+    done = subprocess.run(
+        argv,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert events, f"claude printed no events (exit {done.returncode}): {done.stderr[-2000:]}"
+    return events
+
+
 def processes_with(variable: str, value: str | Path) -> list[int]:
     """Pids of live processes (not zombies, not this one) whose environment has
     ``variable=value``: what a test started, found by the environment it gave them."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from cmsrun import Cms, copy_tracked_files
+from cmsrun import claude_p as run_claude_p
 from standin import StandIn, first_user_text, text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,29 +29,10 @@ def env(claude_env: dict[str, str]) -> dict[str, str]:
 
 
 def claude_p(
-    claude_bin: Path,
-    prompt: str,
-    env: dict[str, str],
-    cwd: Path,
-    *extra: str,
-    plugin_dir: Path | None = REPO,
-    timeout: float = 180,
+    claude_bin: Path, prompt: str, env: dict[str, str], cwd: Path, *, plugin_dir: Path | None = REPO
 ) -> list[dict[str, Any]]:
-    argv = [str(claude_bin), "-p", prompt, "--output-format", "stream-json", "--verbose"]
-    if plugin_dir is not None:
-        argv += ["--plugin-dir", str(plugin_dir)]
-    done = subprocess.run(
-        [*argv, *extra],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert events, f"claude printed no events (exit {done.returncode}): {done.stderr[-2000:]}"
-    return events
+    """``claude -p`` with this repository loaded as a plugin (``plugin_dir=None``: not)."""
+    return run_claude_p(claude_bin, prompt, env, cwd, plugin_dir=plugin_dir, timeout=180)
 
 
 def all_text(request: Any) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cmsrun import CMS, Cms, copy_tracked_files
+from cmsrun import CMS, Cms, claude_p, copy_tracked_files
 from standin import StandIn, first_user_text, text
 
 from cms import setup
@@ -83,23 +83,6 @@ def claude(claude_bin: Path, env: dict[str, str], cwd: Path, *args: str) -> str:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
-
-
-def claude_p(
-    claude_bin: Path, prompt: str, env: dict[str, str], cwd: Path, timeout: float = 300
-) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        [str(claude_bin), "-p", prompt, "--output-format", "stream-json", "--verbose"],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert events, f"claude printed no events (exit {done.returncode}): {done.stderr[-2000:]}"
-    return events
 
 
 def sent(standin: StandIn, marker: str) -> str:
