@@ -140,6 +140,8 @@ def _wait_with_progress(project: Any, names: list[str] | None, timeout: float | 
 
 def _finish_turn(project: Any, record: Any, background: bool) -> None:
     """Shared tail of delegate/send/continue/resume/fork: wait unless --background."""
+    from cms import api
+
     if background or not record.status.active:
         if _state().json:
             _emit_json(record.public())
@@ -162,7 +164,7 @@ def _finish_turn(project: Any, record: Any, background: bool) -> None:
         _emit_json(record.public())
     else:
         _render_result(record)
-    if record.status.value not in ("completed", "finished"):
+    if not api.all_successful([record]):
         raise SystemExit(EXIT_TASK_FAILED)
 
 
@@ -326,7 +328,7 @@ def result(name: str) -> None:
         _emit_json(record.public())
     else:
         _render_result(record)
-    if record.status.value not in ("completed", "finished"):
+    if not api.all_successful([record]):
         raise SystemExit(EXIT_TASK_FAILED)
 
 
