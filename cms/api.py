@@ -18,6 +18,7 @@ import glob
 import math
 import os
 import re
+import shutil
 import time
 import unicodedata
 import uuid
@@ -27,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cms import claude, launcher, procs, worktree
+from cms import claude, launcher, procs, sandbox, vocab, worktree
 from cms.errors import (
     BadInput,
     BudgetExhausted,
@@ -178,6 +179,9 @@ def _refresh(project: Project, record: SessionRecord) -> SessionRecord:
             r.pid = r.pid_started = r.child_pid = r.child_started = None
             r.deadline = None
             r.ended_at = utcnow()
+            if r.temp_dir:
+                shutil.rmtree(r.temp_dir, ignore_errors=True)
+                r.temp_dir = None
             if transcript_exists(r.session_id, project.env):
                 r.has_conversation = True
 
@@ -250,20 +254,141 @@ class Options:
     timeout_s: float | None = None
     cwd: str | None = None
     worktree: bool = False
+    #: False: run without the OS sandbox (``--no-sandbox``), the hook alone.
+    sandbox: bool = True
 
 
-def _current_depth(env: Mapping[str, str]) -> int:
+# -- nested delegation -------------------------------------------------------------
+#
+# A session started from inside a child (by Bash, MCP or a slash command) never gets
+# more than the child has: a preset no wider, a budget no larger than what is left of
+# the child's, and its depth from the child's record. The child is named by
+# CMS_SESSION in the caller's environment; the MCP server a child calls runs with the
+# environment cms gave that child, which the child's commands cannot change.
+
+#: How much a preset allows, for "no wider than": read-only and plan change nothing.
+_WIDTH = {Preset.READ_ONLY: 0, Preset.PLAN: 0, Preset.REVIEW: 1, Preset.EDIT: 2, Preset.FULL: 3}
+
+
+def _caller(project: Project) -> SessionRecord | None:
+    """The cms session this call comes from (a child delegating), None for the user."""
+    name = project.env.get("CMS_SESSION")
+    if not name:
+        return None
+    if project.env.get("SANDBOX_RUNTIME") == "1":
+        raise EnvironmentProblem(
+            f"inside cms session {name!r} the commands run in the sandbox, where cms state "
+            "is read-only; start and steer sessions with the cms MCP tools "
+            "(mcp__cms__delegate_task, mcp__cms__wait_sessions, ...) instead"
+        )
+    if not valid_name(name):
+        raise BadInput(f"CMS_SESSION={name[:80]!r} is not a session name; refusing to delegate")
     try:
-        return max(0, int(env.get("CMS_DEPTH", "0") or 0))
-    except ValueError:
-        return 0
-
-
-def _check_can_start(project: Project, config: ProjectConfig) -> None:
-    depth = _current_depth(project.env)
-    if depth >= config.limits.max_depth:
+        return project.store.load(name)
+    except CmsError as exc:
         raise BadInput(
-            f"this session is at nesting depth {depth}, the project's maximum "
+            f"this runs inside cms session {name!r}, whose record cannot be read here "
+            f"({exc.message}); a child may only delegate within its own project"
+        ) from None
+
+
+def _owned_by(project: Project, caller: SessionRecord, record: SessionRecord) -> None:
+    """A child may steer only the sessions it started (and theirs)."""
+    seen: set[str] = set()
+    parent = record.parent
+    while parent and parent not in seen:
+        if parent == caller.name:
+            return
+        seen.add(parent)
+        try:
+            parent = project.store.load(parent).parent
+        except CmsError:
+            break
+    raise WrongState(
+        f"session {record.name!r} was not started by {caller.name!r}; a child may only "
+        "steer the sessions it started"
+    )
+
+
+def _check_steer(project: Project, record: SessionRecord) -> None:
+    caller = _caller(project)
+    if caller is not None:
+        _owned_by(project, caller, record)
+
+
+def _budget_left(project: Project, caller: SessionRecord, exclude: str | None) -> float | None:
+    """What is left of the caller's spend cap once its own spend and what its other
+    sessions may spend (their caps) are taken off; None when it has no cap."""
+    if caller.max_cost_usd is None:
+        return None
+    held = sum(
+        max(r.cost_usd, r.max_cost_usd if r.max_cost_usd is not None else r.cost_usd)
+        for r in project.store.list().records
+        if r.parent == caller.name and r.name != exclude
+    )
+    return caller.max_cost_usd - caller.cost_usd - held
+
+
+def _nested_limits(
+    project: Project,
+    caller: SessionRecord,
+    preset: Preset,
+    explicit: bool,
+    max_cost: float | None,
+    max_turns: int | None,
+    exclude: str | None = None,
+) -> tuple[Preset, float | None, int | None]:
+    """The preset and budgets of a session the caller starts, narrowed to the caller's;
+    a request for more is refused with one line."""
+    who = f"session {caller.name!r}"
+    if _WIDTH[preset] > _WIDTH[caller.preset]:
+        if explicit:
+            raise BadInput(
+                f"{who} runs with preset {caller.preset.value}; a session it starts may not "
+                f"have a wider preset than that (asked for {preset.value})"
+            )
+        preset = caller.preset
+    left = _budget_left(project, caller, exclude)
+    if left is not None:
+        if left <= 0:
+            raise BudgetExhausted(
+                f"{who} has no budget left to give a new session "
+                f"({vocab.usd(caller.cost_usd)} spent of {vocab.usd(caller.max_cost_usd or 0)}, "
+                "the rest held by the sessions it started)"
+            )
+        if max_cost is None:
+            max_cost = round(left, 6)
+        elif max_cost > left + 1e-9:
+            raise BudgetExhausted(
+                f"{who} has {vocab.usd(left)} of its budget left; a session it starts may "
+                f"spend at most that (asked for --max-cost {vocab.usd(max_cost)})"
+            )
+    if caller.max_turns is not None:
+        turns_left = caller.max_turns - caller.turns
+        if turns_left < 1:
+            raise BudgetExhausted(f"{who} has no turns left to give a new session")
+        if max_turns is None:
+            max_turns = turns_left
+        elif max_turns > turns_left:
+            raise BudgetExhausted(
+                f"{who} has {turns_left} turns left; a session it starts may use at most "
+                f"that (asked for --max-turns {max_turns})"
+            )
+    return preset, max_cost, max_turns
+
+
+def _depth(caller: SessionRecord | None) -> int:
+    """A new session's nesting depth: from its starter's record, never the environment."""
+    return 1 if caller is None else caller.depth + 1
+
+
+def _check_can_start(
+    project: Project, config: ProjectConfig, caller: SessionRecord | None = None
+) -> None:
+    depth = _depth(caller) - 1
+    if caller is not None and depth >= config.limits.max_depth:
+        raise BadInput(
+            f"session {caller.name!r} is at nesting depth {depth}, the project's maximum "
             f"(max_depth={config.limits.max_depth}); do the work here instead of delegating"
         )
     cap = config.limits.max_cost_usd
@@ -283,6 +408,23 @@ def project_spend(project: Project) -> float:
 def _locate_claude(project: Project) -> claude.ClaudeBinary:
     home = project.paths.home
     return claude.locate(home if home.is_dir() else None, project.env)
+
+
+def _check_sandbox(project: Project, preset: Preset, wanted: bool) -> None:
+    """A preset that needs the sandbox does not start where it cannot run (exit 3)."""
+    if not wanted or not sandbox.needed(preset.value):
+        return
+    found = sandbox.check(project.env)
+    if not found.ok:
+        raise EnvironmentProblem(f"{found.detail}: {found.fix}")
+
+
+def _check_runnable(project: Project, record: SessionRecord) -> None:
+    """What must hold before any turn of ``record`` starts: claude there, the preset
+    runnable as this user, its sandbox available."""
+    claude.check_preset_runnable(record.preset)
+    _check_sandbox(project, record.preset, record.sandbox)
+    _locate_claude(project)
 
 
 def _resolve_cwd(project: Project, cwd: str | None) -> str:
@@ -306,13 +448,24 @@ def spawn_session(
     """Create a session; start ``prompt`` as its first turn when given."""
     config = project.store.load_project()
     defaults = config.defaults
-    preset = check_preset(options.preset) or defaults.preset or Preset.EDIT
+    caller = _caller(project)
+    asked = check_preset(options.preset)
+    preset = asked or defaults.preset or Preset.EDIT
     max_cost = check_cost(
         options.max_cost_usd if options.max_cost_usd is not None else defaults.max_cost_usd
     )
     max_turns = check_turns(
         options.max_turns if options.max_turns is not None else defaults.max_turns
     )
+    if caller is not None:
+        preset, max_cost, max_turns = _nested_limits(
+            project, caller, preset, asked is not None, max_cost, max_turns
+        )
+        if not options.sandbox and caller.sandbox:
+            raise BadInput(
+                f"session {caller.name!r} runs in the sandbox; a session it starts may not "
+                "run without it (--no-sandbox)"
+            )
     timeout = check_timeout(
         options.timeout_s if options.timeout_s is not None else defaults.timeout_s
     )
@@ -331,7 +484,8 @@ def spawn_session(
     if prompt is not None and not prompt.strip():
         raise BadInput("the message is empty: say what the session should do")
     claude.check_preset_runnable(preset)
-    _check_can_start(project, config)
+    _check_can_start(project, config, caller)
+    _check_sandbox(project, preset, options.sandbox)
     _locate_claude(project)  # exit 3 before any record exists
     project.store.ensure_dirs()
     if name is None:
@@ -350,8 +504,10 @@ def spawn_session(
         session_id=str(uuid.uuid4()),
         cwd=cwd,
         project=str(project.directory),
-        depth=_current_depth(project.env) + 1,
+        depth=_depth(caller),
+        parent=caller.name if caller is not None else None,
         parent_session_id=parent or None,
+        sandbox=options.sandbox and sandbox.needed(preset.value),
         result_read=True,
     )
     if project.store.exists(name):
@@ -490,9 +646,10 @@ def send_message(project: Project, name: str, message: str) -> SessionRecord:
     if not message.strip():
         raise BadInput("the message is empty: say what the session should do next")
     record = get_session(project, name)
+    _check_steer(project, record)
     _check_sendable(record)
     _check_can_start(project, project.store.load_project())
-    _locate_claude(project)
+    _check_runnable(project, record)
     return _start_turn(project, record.name, message, seen=record)
 
 
@@ -509,6 +666,24 @@ def continue_task(
     if not message.strip():
         raise BadInput("the message is empty: say what to correct")
     record = get_session(project, name)
+    caller = _caller(project)
+    if caller is not None:
+        _owned_by(project, caller, record)
+        left = _budget_left(project, caller, exclude=None)
+        if add_cost is not None and left is not None and add_cost > left + 1e-9:
+            raise BudgetExhausted(
+                f"session {caller.name!r} has {vocab.usd(max(left, 0))} of its budget left; "
+                f"it cannot give {record.name!r} {vocab.usd(add_cost)} more"
+            )
+        if (
+            more_turns is not None
+            and caller.max_turns is not None
+            and more_turns > caller.max_turns - caller.turns
+        ):
+            raise BudgetExhausted(
+                f"session {caller.name!r} has {max(caller.max_turns - caller.turns, 0)} turns "
+                f"left; it cannot give {record.name!r} {more_turns} more"
+            )
     if record.status in (Status.RUNNING, Status.QUEUED, Status.FINISHED, Status.INTERRUPTED):
         _check_sendable(record)
     if add_cost is not None or more_turns is not None:
@@ -557,8 +732,9 @@ def resume_session(
     problem = _budget_problem(record)
     if problem:
         raise BudgetExhausted(problem)
+    _check_steer(project, record)
     _check_can_start(project, project.store.load_project())
-    _locate_claude(project)
+    _check_runnable(project, record)
     if fresh:
         text = message or record.task
 
@@ -597,16 +773,25 @@ def fork_session(
     if project.store.exists(name):
         raise BadInput(f"a session named {name!r} already exists; choose another name")
     config = project.store.load_project()
-    _check_can_start(project, config)
-    _locate_claude(project)
+    caller = _caller(project)
+    preset, max_cost, max_turns = src.preset, src.max_cost_usd, src.max_turns
+    if caller is not None:
+        _owned_by(project, caller, src)
+        preset, max_cost, max_turns = _nested_limits(
+            project, caller, preset, True, max_cost, max_turns
+        )
+    _check_can_start(project, config, caller)
+    _check_runnable(project, src)
     record = SessionRecord(
         name=name,
         status=Status.COMPLETED,
-        preset=src.preset,
+        preset=preset,
         model=src.model,
         task=src.task,
-        max_cost_usd=src.max_cost_usd,
-        max_turns=src.max_turns,
+        max_cost_usd=max_cost,
+        max_turns=max_turns,
+        sandbox=src.sandbox,
+        parent=src.parent,
         timeout_s=src.timeout_s,
         session_id=str(uuid.uuid4()),
         fork_from=src.session_id,
@@ -686,6 +871,7 @@ def all_successful(records: Iterable[SessionRecord]) -> bool:
 def abort_session(project: Project, name: str, grace_s: float = 3.0) -> SessionRecord:
     """Stop a running (or queued) turn and its whole process tree: status aborted."""
     record = get_session(project, name)
+    _check_steer(project, record)
     if not record.status.active:
         raise WrongState(
             f"session {name!r} is {record.status.value}, not running; nothing to abort"
@@ -739,6 +925,7 @@ def abort_session(project: Project, name: str, grace_s: float = 3.0) -> SessionR
 def finish_session(project: Project, name: str) -> SessionRecord:
     """Close a session; it stays on record as finished (``resume`` reopens it)."""
     record = get_session(project, name)
+    _check_steer(project, record)
     if record.status.active:
         raise WrongState(
             f"session {name!r} is {record.status.value}; wait for it or abort it first"
@@ -754,6 +941,7 @@ def finish_session(project: Project, name: str) -> SessionRecord:
 def delete_session(project: Project, name: str, force: bool = False) -> SessionRecord:
     """Remove a session's record and logs. A running session must be aborted first."""
     record = get_session(project, name)
+    _check_steer(project, record)
     if record.status.active and not force:
         raise WrongState(
             f"session {name!r} is {record.status.value}; abort it first "
@@ -796,6 +984,8 @@ def diff_session(project: Project, name: str) -> str:
 def merge_session(project: Project, name: str) -> SessionRecord:
     """Bring a worktree session's work into the user's current branch."""
     record = _worktree_session(project, name)
+    if _caller(project) is not None:
+        raise WrongState("only the user merges a session's work into their branch, not a child")
     assert record.worktree is not None and record.branch is not None
     if record.status.active:
         raise WrongState(
@@ -903,6 +1093,7 @@ def project_budget(
         raise BadInput(f"invalid --max-depth {max_depth}: give 0 to 20")
     if cost is None and max_parallel is None and max_depth is None:
         return project.store.load_project()
+    _refuse_in_child(project, "the project's limits")
 
     def change(config: ProjectConfig) -> None:
         if cost is not None:
@@ -916,6 +1107,66 @@ def project_budget(
     if max_parallel is not None:
         _kick_queue(project)
     return config
+
+
+def _refuse_in_child(project: Project, what: str) -> None:
+    name = project.env.get("CMS_SESSION")
+    if name:
+        raise WrongState(f"a cms child (here {name!r}) must not change {what}; ask the user")
+
+
+@dataclass
+class SandboxReport:
+    """``cms sandbox``: whether the sandbox runs here, and the project's network rules."""
+
+    availability: sandbox.Availability
+    allowed_domains: list[str]
+    denied_domains: list[str]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "available": self.availability.ok,
+            "detail": self.availability.detail,
+            "fix": self.availability.fix,
+            "allowed_domains": self.allowed_domains,
+            "denied_domains": self.denied_domains,
+        }
+
+
+def sandbox_settings(
+    project: Project, allow: Iterable[str] = (), deny: Iterable[str] = ()
+) -> SandboxReport:
+    """Show the sandbox's state here and the project's network allowlist for ``edit``
+    children's commands, or change it: ``allow`` adds domains, ``deny`` takes them off
+    the list and blocks them even where another setting allows them."""
+    allow, deny = list(dict.fromkeys(allow)), list(dict.fromkeys(deny))
+    for domain in [*allow, *deny]:
+        if not sandbox.valid_domain(domain):
+            raise BadInput(
+                f"invalid domain {domain[:80]!r}: give a host name such as example.com "
+                "or a wildcard such as *.example.com"
+            )
+    if set(allow) & set(deny):
+        both = ", ".join(sorted(set(allow) & set(deny)))
+        raise BadInput(f"{both} given to both --allow-domain and --deny-domain; choose one")
+    if allow or deny:
+        _refuse_in_child(project, "the project's network allowlist")
+
+        def change(config: ProjectConfig) -> None:
+            rules = config.sandbox
+            rules.allowed_domains = [d for d in rules.allowed_domains if d not in deny]
+            rules.allowed_domains += [d for d in allow if d not in rules.allowed_domains]
+            rules.denied_domains = [d for d in rules.denied_domains if d not in allow]
+            rules.denied_domains += [d for d in deny if d not in rules.denied_domains]
+
+        config = project.store.update_project(change)
+    else:
+        config = project.store.load_project()
+    return SandboxReport(
+        sandbox.check(project.env),
+        list(config.sandbox.allowed_domains),
+        list(config.sandbox.denied_domains),
+    )
 
 
 # -- doctor ------------------------------------------------------------------------------
@@ -958,6 +1209,8 @@ def doctor(project: Project) -> list[Check]:
     checks.append(_check_plugin(project, binary))
     checks.append(_check_state(project))
     checks.append(_check_root(project))
+    runs = sandbox.check(project.env)
+    checks.append(Check("sandbox", runs.ok, runs.detail, runs.fix))
     from cms import setup  # only here: setup is not on any other path of the API
 
     ok, detail, fix = setup.check(project.env)

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cms import procs
 from cms.errors import EnvironmentProblem
@@ -39,6 +40,8 @@ _PARENT_ONLY = frozenset(
         "CMS_SESSION",
         "CMS_DEPTH",
         "CMS_SETTINGS_HOOK",
+        "CLAUDE_CODE_TMPDIR",
+        "SANDBOX_RUNTIME",
     }
 )
 
@@ -131,39 +134,66 @@ def _sh_quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
-def hook_settings() -> str:
-    """The ``--settings`` JSON that puts the cms PreToolUse hook into a child."""
-    settings = {
+def child_settings(sandbox: Mapping[str, Any] | None) -> str:
+    """The ``--settings`` JSON of a child: the cms PreToolUse hook, and the sandbox
+    compiled from its preset (:mod:`cms.sandbox`), or none."""
+    settings: dict[str, Any] = {
         "hooks": {
             "PreToolUse": [
                 {"matcher": "*", "hooks": [{"type": "command", "command": hook_command()}]}
             ]
         }
     }
+    if sandbox is not None:
+        settings["sandbox"] = dict(sandbox)
     return json.dumps(settings)
 
 
-def preset_flags(preset: Preset) -> list[str]:
-    """The CLI's own permission flags for a preset (the hook enforces it again)."""
+#: The name of the MCP server cms gives a child that may delegate further; its tools
+#: are ``mcp__cms__delegate_task`` and so on.
+CHILD_MCP_SERVER = "cms"
+
+
+def child_mcp_config() -> str:
+    """``--mcp-config`` of a child that may delegate: the cms MCP server, run with
+    this interpreter outside the child's sandbox (its commands cannot write cms state,
+    the server can). It gets the child's environment, so it knows which session
+    calls it, and the API holds every session it starts within that one's preset and
+    budget."""
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    server = {
+        "type": "stdio",
+        "command": sys.executable,
+        "args": ["-m", "cms.cli", "mcp"],
+        "env": {"PYTHONPATH": package_parent},
+    }
+    return json.dumps({"mcpServers": {CHILD_MCP_SERVER: server}})
+
+
+def preset_flags(preset: Preset, delegates: bool = False) -> list[str]:
+    """The CLI's own permission flags for a preset (the hook enforces it again).
+    ``delegates``: the child has the cms MCP server, whose tools it may call."""
+    mcp = [f"mcp__{CHILD_MCP_SERVER}"] if delegates else []
     if preset is Preset.READ_ONLY:
         return [
             "--permission-mode", "default",
-            "--allowedTools", *READ_TOOLS,
+            "--allowedTools", *READ_TOOLS, *mcp,
             "--disallowedTools", *WRITE_TOOLS, "Bash",
         ]  # fmt: skip
     if preset is Preset.REVIEW:
         git = [f"Bash({cmd}:*)" for cmd in REVIEW_GIT]
         return [
             "--permission-mode", "default",
-            "--allowedTools", *READ_TOOLS, *git,
+            "--allowedTools", *READ_TOOLS, *git, *mcp,
             "--disallowedTools", *WRITE_TOOLS,
         ]  # fmt: skip
     if preset is Preset.PLAN:
-        return ["--permission-mode", "plan", "--disallowedTools", *WRITE_TOOLS]
+        allowed = ["--allowedTools", *mcp] if mcp else []
+        return ["--permission-mode", "plan", *allowed, "--disallowedTools", *WRITE_TOOLS]
     if preset is Preset.EDIT:
         return [
             "--permission-mode", "acceptEdits",
-            "--allowedTools", *READ_TOOLS, *WRITE_TOOLS, "Bash",
+            "--allowedTools", *READ_TOOLS, *WRITE_TOOLS, "Bash", *mcp,
         ]  # fmt: skip
     return ["--permission-mode", "bypassPermissions"]
 
@@ -189,6 +219,10 @@ class TurnSpec:
     model: str | None
     max_budget_usd: float | None
     max_turns: int | None
+    #: The ``sandbox`` settings compiled from the preset (None: no sandbox).
+    sandbox: Mapping[str, Any] | None = None
+    #: Give the child the cms MCP server, so it may delegate further.
+    delegates: bool = False
 
 
 def build_argv(spec: TurnSpec) -> list[str]:
@@ -207,8 +241,10 @@ def build_argv(spec: TurnSpec) -> list[str]:
         argv += ["--max-budget-usd", f"{max(spec.max_budget_usd, 0.0):.6f}"]
     if spec.max_turns is not None:
         argv += ["--max-turns", str(max(spec.max_turns, 1))]
-    argv += preset_flags(spec.preset)
-    argv += ["--settings", hook_settings()]
+    argv += preset_flags(spec.preset, spec.delegates)
+    argv += ["--settings", child_settings(spec.sandbox)]
+    if spec.delegates:
+        argv += ["--mcp-config", child_mcp_config()]
     return argv
 
 
@@ -219,6 +255,7 @@ def child_env(
     depth: int,
     project: Path,
     home: Path,
+    temp_dir: str | None = None,
 ) -> dict[str, str]:
     """The child's environment: the caller's, less the parent session's Claude Code
     variables, plus what the hook and nested cms need to find this session."""
@@ -232,4 +269,8 @@ def child_env(
     env["CMS_DEPTH"] = str(depth)
     env["CMS_PROJECT"] = str(project)
     env["CMS_HOME"] = str(home)
+    if temp_dir:
+        # Claude Code keeps its per-session files (and the sandboxed shell's TMPDIR)
+        # below this folder instead of the shared /tmp/claude-<uid>.
+        env["CLAUDE_CODE_TMPDIR"] = temp_dir
     return env

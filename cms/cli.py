@@ -206,6 +206,11 @@ def session_options(func: F) -> F:
             click.option("--timeout", type=float, metavar="S", help="Time limit of each turn."),
             click.option("--cwd", type=str, metavar="DIR", help="Working directory of the child."),
             click.option("--worktree", is_flag=True, help="Run in a git worktree of its own."),
+            click.option(
+                "--no-sandbox",
+                is_flag=True,
+                help="Run this session's commands without the OS sandbox (the hook alone).",
+            ),
         ]
     ):
         func = decorator(func)
@@ -223,6 +228,7 @@ def _options(kw: dict[str, Any]) -> Any:
         timeout_s=kw.get("timeout"),
         cwd=kw.get("cwd"),
         worktree=bool(kw.get("worktree")),
+        sandbox=not kw.get("no_sandbox"),
     )
 
 
@@ -552,6 +558,41 @@ def budget(max_cost: float | None, max_parallel: int | None, max_depth: int | No
     click.echo(f"max_parallel  {config.limits.max_parallel}")
     click.echo(f"max_depth     {config.limits.max_depth}")
     click.echo(f"spent         {_money(spent)}")
+
+
+@cli.command()
+@click.option(
+    "--allow-domain",
+    "allow",
+    multiple=True,
+    metavar="D",
+    help="Let edit children's commands reach D (repeatable; *.example.com works).",
+)
+@click.option(
+    "--deny-domain",
+    "deny",
+    multiple=True,
+    metavar="D",
+    help="Take D off the list and block it (repeatable).",
+)
+@common
+def sandbox(allow: tuple[str, ...], deny: tuple[str, ...]) -> None:
+    """The project's network allowlist for children's commands, and whether the
+    sandbox can run here."""
+    from cms import api
+
+    report = api.sandbox_settings(_project(), allow, deny)
+    if _state().json:
+        _emit_json(report.as_json())
+        return
+    found = report.availability
+    click.echo(f"sandbox          {'works' if found.ok else 'UNAVAILABLE'}: {found.detail}")
+    if found.fix and not found.ok:
+        click.echo(f"                 fix: {found.fix}")
+    allowed = ", ".join(report.allowed_domains) or "none (no network for children's commands)"
+    click.echo(f"allowed domains  {allowed}")
+    if report.denied_domains:
+        click.echo(f"denied domains   {', '.join(report.denied_domains)}")
 
 
 @cli.command()

@@ -9,12 +9,17 @@ only renders it.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from cms.streamjson import describe_tool_call, parse_line
+from cms.streamjson import (
+    clean_result,
+    content_text,
+    denial,
+    describe_tool_call,
+    parse_line,
+    rejected_ids,
+)
 
 RESULT_WIDTH = 200
 
@@ -22,64 +27,6 @@ RESULT_WIDTH = 200
 def _short(text: str, width: int = RESULT_WIDTH) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for block in content:
-            if isinstance(block, dict) and isinstance(block.get("text"), str):
-                parts.append(block["text"])
-        return " ".join(parts)
-    return "" if content is None else json.dumps(content)
-
-
-#: "PreToolUse:Bash hook error: " — how Claude Code prefixes a PreToolUse hook's refusal.
-_HOOK_PREFIX = re.compile(r"^\s*PreToolUse:\S* hook error:\s*")
-_TOOL_ERROR_TAG = re.compile(r"</?tool_use_error>")
-#: How Claude Code's own permission system words a refusal (disallowed tool, deny
-#: rule, a permission nobody granted in -p mode).
-_CLI_DENIALS = (
-    "is disabled for this session",
-    "requested permissions to use",
-    "haven't granted it yet",
-    "has been denied",
-    "permission to use",
-)
-
-
-def _clean(text: str) -> str:
-    """A tool result's text without the CLI's ``<tool_use_error>`` wrapper."""
-    text = _TOOL_ERROR_TAG.sub("", text).strip()
-    return text[len("Error: ") :] if text.startswith("Error: ") else text
-
-
-def denial(text: str, rejected: bool = False) -> tuple[str, str] | None:
-    """Who refused a tool call and why, or None when the error is the tool's own.
-
-    ``rejected`` is the CLI's own verdict (``tool_result_meta``'s permission decision
-    ``reject``), when the event carries one. Otherwise the text decides: a reason from
-    the cms PreToolUse hook (it starts with ``cms: ``), another PreToolUse hook's
-    refusal, or the words of Claude Code's permission system.
-    """
-    text = _clean(text)
-    hooked = _HOOK_PREFIX.match(text)
-    reason = text[hooked.end() :] if hooked else text
-    if reason.startswith("cms: "):
-        return "cms", reason[len("cms: ") :]
-    if hooked:
-        return "a hook", reason
-    lowered = reason.lower()
-    if rejected or any(words in lowered for words in _CLI_DENIALS):
-        return "Claude Code", reason
-    return None
-
-
-def is_denial(text: str) -> bool:
-    """A tool result that says a hook or the permission system refused the call."""
-    return denial(text) is not None
 
 
 def describe_call(name: str, tool_input: dict[str, Any]) -> str:
@@ -173,11 +120,7 @@ class LogRenderer:
         content = (event.get("message") or {}).get("content")
         if not isinstance(content, list):
             return []
-        rejected = set()
-        for meta in event.get("tool_result_meta") or []:
-            decision = (meta or {}).get("permission_decision") or {}
-            if isinstance(decision, dict) and decision.get("decision") == "reject":
-                rejected.add(meta.get("id"))
+        rejected = rejected_ids(event)
         lines = []
         for block in content:
             if not isinstance(block, dict) or block.get("type") != "tool_result":
@@ -188,13 +131,13 @@ class LogRenderer:
                 if len(self.pending) > 1:
                     label = f"{self.pending[call_id]}: "
                 del self.pending[call_id]
-            text = _content_text(block.get("content"))
-            refused = denial(text, call_id in rejected) if block.get("is_error") else None
+            text = content_text(block.get("content"))
+            refused = denial(text, call_id in rejected, bool(block.get("is_error")))
             if refused is not None:
                 who, reason = refused
                 lines.append(f"  ⛔ {label}denied by {who}: {_short(reason)}")
             elif block.get("is_error"):
-                lines.append(f"  ✗ {label}error: {_first_line(_clean(text))}")
+                lines.append(f"  ✗ {label}error: {_first_line(clean_result(text))}")
             else:
                 lines.append(f"  ← {label}{_first_line(text) or '(no output)'}")
         return lines

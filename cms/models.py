@@ -111,8 +111,19 @@ class SessionRecord(BaseModel):
     #: Epoch seconds at which the running turn must stop (timeout), if any.
     deadline: float | None = None
     depth: int = 1
+    #: The cms session this one was started from (by a child), if any.
+    parent: str | None = None
     #: Claude's session id of the parent that started this one, when known.
     parent_session_id: str | None = None
+    #: False when started with --no-sandbox (the hook alone holds the preset), and for
+    #: preset full, which runs without the sandbox.
+    sandbox: bool = True
+    #: The running turn's private temp folder (its commands' TMPDIR), if any.
+    temp_dir: str | None = None
+    #: Tool calls refused over all turns: by the cms hook, by Claude Code's permission
+    #: system, or by the sandbox (a write to a read-only place, a blocked connection).
+    denials: int = 0
+    settled_denials: int = 0
     #: Message the next turn sends (held while queued).
     pending_message: str | None = None
     abort_requested: bool = False
@@ -160,6 +171,8 @@ class SessionRecord(BaseModel):
             "pid_started",
             "child_started",
             "pending_message",
+            "settled_denials",
+            "temp_dir",
         ):
             data.pop(internal, None)
         return data
@@ -188,6 +201,15 @@ class Defaults(BaseModel):
     timeout_s: float | None = None
 
 
+class SandboxConfig(BaseModel):
+    """The project's network rules for its ``edit`` children's commands."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    allowed_domains: list[str] = Field(default_factory=list)
+    denied_domains: list[str] = Field(default_factory=list)
+
+
 class ProjectConfig(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -195,3 +217,4 @@ class ProjectConfig(BaseModel):
     project: str = ""
     limits: Limits = Field(default_factory=Limits)
     defaults: Defaults = Field(default_factory=Defaults)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)

@@ -166,7 +166,7 @@ VALUE_OPTIONS = {
     "--add-cost",
     "--add-turns",
 }
-FLAG_OPTIONS = {"--background", "--worktree", "--fresh"}
+FLAG_OPTIONS = {"--background", "--worktree", "--fresh", "--no-sandbox"}
 
 
 _TOKEN = re.compile(r"\s*(\S+)")

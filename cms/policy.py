@@ -165,6 +165,7 @@ def decide(
     cwd: str | None = None,
     home: str | None = None,
     temp_dirs: Sequence[str] | None = None,
+    sandboxed: bool = False,
 ) -> Decision:
     """May ``tool_name`` run with ``tool_input`` under ``preset``?
 
@@ -172,7 +173,9 @@ def decide(
     (``$CMS_HOME``), never writable by a child. ``cwd`` is the shell's current folder
     for Bash (default: the tree); ``home`` the user's home (``~``, ``$HOME``);
     ``temp_dirs`` the folders below which edit may also write (default ``/tmp``,
-    ``/var/tmp``). An unknown preset is treated as read-only.
+    ``/var/tmp``). ``sandboxed``: the child's commands run in the OS sandbox, so a
+    command whose effect the reader cannot tell is left to it rather than refused.
+    An unknown preset is treated as read-only.
     """
     if preset == "full":
         return ALLOW
@@ -182,13 +185,13 @@ def decide(
         return ALLOW
     if preset == "edit":
         if tool_name in WRITE_TOOLS:
-            ctx = _Context.make(worktree, state_dir, home, temp_dirs)
+            ctx = _Context.make(worktree, state_dir, home, temp_dirs, sandboxed)
             return _decide_file_write(tool_name, tool_input, ctx)
         if tool_name == "Bash":
             command = tool_input.get("command")
             if not isinstance(command, str):
                 return Decision(False, "cms: preset edit denies Bash without a command string")
-            ctx = _Context.make(worktree, state_dir, home, temp_dirs)
+            ctx = _Context.make(worktree, state_dir, home, temp_dirs, sandboxed)
             why = bash_problem_edit(command, ctx, cwd or ctx.worktree)
             if why:
                 return Decision(False, f"cms: preset edit denies `{_snippet(command)}` ({why})")
@@ -224,7 +227,9 @@ def _snippet(command: str, limit: int = 80) -> str:
 class _Context:
     """The folders a decision in the edit preset is made against, resolved once."""
 
-    __slots__ = ("home", "state", "state_spellings", "temps", "variables", "worktree")
+    __slots__ = (
+        "home", "sandboxed", "state", "state_spellings", "temps", "variables", "worktree",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -234,8 +239,12 @@ class _Context:
         home: str,
         temps: tuple[str, ...],
         variables: Mapping[str, str],
+        sandboxed: bool = False,
     ) -> None:
         self.worktree = worktree
+        #: The child's commands run in the OS sandbox: where the reader cannot tell what
+        #: a command touches, the sandbox decides (no refusal for "cannot tell").
+        self.sandboxed = sandboxed
         self.state = state
         #: Ways a command line may spell the state folder (for "names cms state").
         self.state_spellings = state_spellings
@@ -250,6 +259,7 @@ class _Context:
         state_dir: str,
         home: str | None,
         temp_dirs: Sequence[str] | None,
+        sandboxed: bool = False,
     ) -> _Context:
         home = home or os.path.expanduser("~")
         tree = os.path.realpath(worktree)
@@ -270,7 +280,13 @@ class _Context:
         )
         variables = {"HOME": home, "CMS_HOME": state_abs, "PWD": PWD_MARK}
         return cls(
-            tree, state, tuple(sorted(spellings, key=len, reverse=True)), home, temps, variables
+            tree,
+            state,
+            tuple(sorted(spellings, key=len, reverse=True)),
+            home,
+            temps,
+            variables,
+            sandboxed,
         )
 
     def kind(self, path: str) -> str:
@@ -285,6 +301,8 @@ class _Context:
             parts = rel.split(os.sep)
             if parts == [".git"]:
                 return "git-dir"
+            if parts[0] == ".git" and parts[1] in _GIT_INTERNALS:
+                return "git-internal"
             if _is_claude_settings(parts):
                 return "settings"
             return "tree"
@@ -294,6 +312,11 @@ class _Context:
             if _inside(path, temp):
                 return "temp"
         return "outside"
+
+
+#: What in a repository's .git folder runs code or changes how git runs: a child that
+#: wrote a hook or the config would run code in the user's next git command.
+_GIT_INTERNALS = frozenset({"hooks", "config", "config.worktree", "info", "modules"})
 
 
 def _inside(path: str, root: str) -> bool:
@@ -334,6 +357,7 @@ def _decide_file_write(tool_name: str, tool_input: Mapping[str, Any], ctx: _Cont
         "settings": "Claude Code settings could switch the cms hook off",
         "tree-root": "it is the working tree itself",
         "git-dir": "it is the .git folder itself",
+        "git-internal": "git hooks and config run code in the user's next git command",
     }.get(kind, f"outside the working tree {ctx.worktree}")
     return Decision(False, f"cms: preset edit denies {tool_name} to {path} ({why})")
 
@@ -1049,6 +1073,53 @@ def _git_push(call: _Call) -> str | None:
     return None
 
 
+def _short_flag(args: Sequence[str], letters: str) -> bool:
+    """Any of ``letters`` among the short options in ``args`` (``-fdx`` counts)."""
+    return any(
+        a.startswith("-") and not a.startswith("--") and any(c in letters for c in a[1:])
+        for a in args
+    )
+
+
+def _git_destructive(call: _Call) -> str | None:
+    """git commands that throw away work the user may not have kept elsewhere:
+    uncommitted changes, branches, stashes, reflogs, history."""
+    if call.name != "git":
+        return None
+    _, sub, rest = _split_git(call.argv[1:])
+    args = [w.text for w in rest]
+    long = {a.split("=", 1)[0] for a in args if a.startswith("--")}
+    if sub == "reset" and long & {"--hard", "--merge", "--keep"}:
+        return "git reset --hard throws away uncommitted changes; commit or stash them instead"
+    if sub == "clean" and (_short_flag(args, "f") or "--force" in long):
+        return "git clean -f deletes untracked files for good"
+    if sub == "checkout" and (_short_flag(args, "f") or "--force" in long):
+        return "git checkout --force throws away uncommitted changes"
+    if sub == "branch" and (
+        _short_flag(args, "D")
+        or (
+            (_short_flag(args, "d") or "--delete" in long)
+            and (_short_flag(args, "f") or "--force" in long)
+        )
+    ):
+        return "git branch -D deletes a branch with unmerged work"
+    if sub == "stash" and args[:1] in (["drop"], ["clear"]):
+        return "git stash drop/clear deletes stashed work"
+    if sub == "reflog" and args[:1] in (["expire"], ["delete"]):
+        return "expiring the reflog removes the way back to lost commits"
+    if sub == "update-ref" and ("-d" in args or "--stdin" in args):
+        return "git update-ref -d deletes a ref"
+    if sub in ("filter-branch", "filter-repo", "prune") or (sub == "gc" and "--prune" in long):
+        return f"git {sub} rewrites or prunes history"
+    if (
+        sub == "worktree"
+        and args[:1] == ["remove"]
+        and (_short_flag(args, "f") or "--force" in long)
+    ):
+        return "git worktree remove --force deletes a worktree with its changes"
+    return None
+
+
 _DOWNLOADERS = frozenset({"curl", "wget", "fetch", "aria2c", "http", "https", "xh"})
 _SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "mksh", "ash", "fish", "csh", "tcsh"})
 
@@ -1182,6 +1253,10 @@ def _cms_limits(call: _Call) -> str | None:
     if "budget" in args:
         after = args[args.index("budget") + 1 :]
         if any(a.startswith(("--max-cost", "--max-parallel", "--max-depth")) for a in after):
+            return ""
+    if "sandbox" in args:
+        after = args[args.index("sandbox") + 1 :]
+        if any(a.startswith(("--allow-domain", "--deny-domain")) for a in after):
             return ""
     return None
 
@@ -1459,6 +1534,8 @@ def _target_problem(word: Word, recursive: bool, call: _Call) -> str | None:
     ctx = call.ctx
     full = _path_value(word, call.cwd)
     if full is None:
+        if ctx.sandboxed:
+            return None  # the sandbox decides what it may write
         return f"cannot tell where {word.raw} points; write the path literally"
     values = _expand_braces(full) if word.brace else [full]
     for value in values:
@@ -1481,6 +1558,8 @@ def _target_problem(word: Word, recursive: bool, call: _Call) -> str | None:
                     break
         if not value.startswith("/"):
             if call.cwd is None:
+                if ctx.sandboxed:
+                    return None
                 return f"cannot tell which folder {word.raw} is in after cd"
             value = os.path.join(call.cwd, value)
         path = os.path.realpath(value)
@@ -1489,6 +1568,8 @@ def _target_problem(word: Word, recursive: bool, call: _Call) -> str | None:
             return "it writes into cms state; a child must not edit its own record or budget"
         if kind == "settings":
             return "Claude Code settings could switch the cms hook off"
+        if kind == "git-internal":
+            return "git hooks and config run code in the user's next git command"
         # rm -f /tmp/build-*.log: files directly in a temp folder are fine; rm -r is not
         if kind == "outside" or (kind == "temp-root" and (recursive or not pattern)):
             what = "rm -r" if recursive else "it writes"
@@ -1519,7 +1600,12 @@ def _fnmatch(name: str, pattern: str) -> bool:
 
 
 def _writes(call: _Call) -> str | None:
-    if call.via_xargs and call.name == "rm" and _recursive(_options_and_operands(call.argv[1:])[0]):
+    if (
+        call.via_xargs
+        and not call.ctx.sandboxed
+        and call.name == "rm"
+        and _recursive(_options_and_operands(call.argv[1:])[0])
+    ):
         return "cannot see which paths xargs passes to rm -r"
     for word, recursive in _write_targets(call):
         why = _target_problem(word, recursive, call)
@@ -1546,6 +1632,7 @@ class Rule:
 DESTRUCTIVE: tuple[Rule, ...] = (
     Rule("privilege", _privilege, "sudo/su/doas: privilege escalation is not allowed"),
     Rule("git-push", _git_push, "git push publishes beyond the session; the parent pushes"),
+    Rule("git-destructive", _git_destructive, "it throws away work git keeps"),
     Rule("download-exec", _download_exec, "it runs code downloaded from the network"),
     Rule("disk", _disk, "it formats or overwrites a disk"),
     Rule("power", _power, "it shuts down or reboots the machine"),
@@ -1640,12 +1727,31 @@ def bash_problem_edit(command: str, ctx: _Context, cwd: str) -> str | None:
 
 def _check_text(command: str, ctx: _Context, cwd: str | None, level: int) -> str | None:
     if level > _MAX_NESTING:
-        return "shell code nested too deeply to check"
+        return _unreadable(command, ctx, "shell code nested too deeply to check")
     try:
         script = parse_bash(command, ctx.variables)
     except BashSyntaxError as exc:
-        return f"cannot parse the command: {exc}"
+        return _unreadable(command, ctx, f"cannot parse the command: {exc}")
     return _check_script(script, ctx, cwd, level)
+
+
+_OBVIOUS = (
+    ("sudo", "sudo/su/doas: privilege escalation is not allowed"),
+    ("push", "git push publishes beyond the session; the parent pushes"),
+)
+
+
+def _unreadable(command: str, ctx: _Context, why: str) -> str | None:
+    """A command the reader cannot follow: refused, unless the sandbox holds the
+    child's commands; then only the words of what the sandbox does not judge (a
+    privilege switch, a push) still refuse it."""
+    if not ctx.sandboxed:
+        return why
+    words = set(command.replace("(", " ").replace(")", " ").replace(";", " ").split())
+    for word, reason in _OBVIOUS:
+        if word in words:
+            return f"{reason}; {why}"
+    return None
 
 
 def _check_script(script: Script, ctx: _Context, cwd: str | None, level: int) -> str | None:
@@ -1698,6 +1804,8 @@ def _changed_dir(call: _Call, ctx: _Context) -> str | None:
 
 def _check_call(call: _Call, level: int) -> str | None:
     if call.argv and call.argv[0].value is None:
+        if call.ctx.sandboxed:
+            return None  # the sandbox holds whatever it turns out to be
         return f"cannot tell which program {call.argv[0].raw} runs; write its name"
     for rule in DESTRUCTIVE:
         why = rule.check(call)

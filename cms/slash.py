@@ -102,6 +102,7 @@ def _run(
             timeout_s=_number(options, "--timeout", float),
             cwd=str(options["--cwd"]) if options.get("--cwd") else None,
             worktree=bool(options.get("--worktree")),
+            sandbox=not options.get("--no-sandbox"),
         )
         name = str(options["--name"]) if options.get("--name") else None
         return finish_turn(api.delegate(project, text, name, opts), "delegate")

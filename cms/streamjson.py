@@ -13,6 +13,7 @@ while it runs: agentic turns, token usage, a live cost estimate, the last activi
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -121,6 +122,87 @@ def describe_tool_call(name: str, tool_input: dict[str, Any]) -> str:
     return name
 
 
+def content_text(content: Any) -> str:
+    """The text of a tool result's content (a string, or a list of text blocks)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for block in content:
+            if isinstance(block, dict) and isinstance(block.get("text"), str):
+                parts.append(block["text"])
+        return " ".join(parts)
+    return "" if content is None else json.dumps(content)
+
+
+#: "PreToolUse:Bash hook error: " — how Claude Code prefixes a PreToolUse hook's refusal.
+_HOOK_PREFIX = re.compile(r"^\s*PreToolUse:\S* hook error:\s*")
+_TOOL_ERROR_TAG = re.compile(r"</?tool_use_error>")
+#: How Claude Code's own permission system words a refusal (disallowed tool, deny
+#: rule, a permission nobody granted in -p mode).
+_CLI_DENIALS = (
+    "is disabled for this session",
+    "requested permissions to use",
+    "haven't granted it yet",
+    "has been denied",
+    "permission to use",
+)
+#: What a command's output says when the sandbox refused it: bubblewrap mounts what
+#: may not be written read-only (EROFS), Seatbelt reports ``<sandbox_violations>``,
+#: and the network proxy answers a host that is not allowed with a 403 of its own.
+_SANDBOX_SIGNS = (
+    "Read-only file system",
+    "<sandbox_violations>",
+    "Connection blocked by network allowlist",
+    "X-Proxy-Error: blocked",
+)
+
+
+def clean_result(text: str) -> str:
+    """A tool result's text without the CLI's ``<tool_use_error>`` wrapper."""
+    text = _TOOL_ERROR_TAG.sub("", text).strip()
+    return text[len("Error: ") :] if text.startswith("Error: ") else text
+
+
+def denial(text: str, rejected: bool = False, is_error: bool = True) -> tuple[str, str] | None:
+    """Who refused a tool call and why, or None when nothing refused it.
+
+    ``rejected`` is the CLI's own verdict (``tool_result_meta``'s permission decision
+    ``reject``), when the event carries one. Otherwise the text decides: a reason from
+    the cms PreToolUse hook (it starts with ``cms: ``), another PreToolUse hook's
+    refusal, the words of Claude Code's permission system, or (in any result, since
+    a command that met the sandbox may still exit 0) the marks of the sandbox.
+    """
+    text = clean_result(text)
+    if is_error:
+        hooked = _HOOK_PREFIX.match(text)
+        reason = text[hooked.end() :] if hooked else text
+        if reason.startswith("cms: "):
+            return "cms", reason[len("cms: ") :]
+        if hooked:
+            return "a hook", reason
+        lowered = reason.lower()
+        if rejected or any(words in lowered for words in _CLI_DENIALS):
+            return "Claude Code", reason
+    for sign in _SANDBOX_SIGNS:
+        at = text.find(sign)
+        if at >= 0:
+            start = text.rfind("\n", 0, at) + 1
+            end = text.find("\n", at)
+            return "the sandbox", text[start : end if end >= 0 else len(text)].strip()
+    return None
+
+
+def rejected_ids(event: dict[str, Any]) -> set[str]:
+    """Ids of the tool calls of a ``user`` event that the CLI itself rejected."""
+    rejected = set()
+    for meta in event.get("tool_result_meta") or []:
+        decision = (meta or {}).get("permission_decision") or {}
+        if isinstance(decision, dict) and decision.get("decision") == "reject":
+            rejected.add(str(meta.get("id")))
+    return rejected
+
+
 @dataclass
 class TurnTally:
     """Running totals of one turn, built from its events."""
@@ -135,6 +217,8 @@ class TurnTally:
     saw_conversation: bool = False
     unknown_events: int = 0
     bad_lines: int = 0
+    #: Tool calls refused (by a hook, Claude Code or the sandbox): see :func:`denial`.
+    denials: int = 0
 
     @property
     def api_calls(self) -> int:
@@ -163,11 +247,28 @@ class TurnTally:
             self._add_assistant(cast(AssistantEvent, event))
         elif kind == "user":
             self.saw_conversation = True
+            if not event.get("parent_tool_use_id"):
+                self._add_results(event)
         elif kind == "result":
             self.result = cast(ResultEvent, event)
             self.saw_conversation = True
         else:
             self.unknown_events += 1
+
+    def _add_results(self, event: dict[str, Any]) -> None:
+        content = (event.get("message") or {}).get("content")
+        if not isinstance(content, list):
+            return
+        rejected = rejected_ids(event)
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                refused = denial(
+                    content_text(block.get("content")),
+                    str(block.get("tool_use_id")) in rejected,
+                    bool(block.get("is_error")),
+                )
+                if refused is not None:
+                    self.denials += 1
 
     def _add_assistant(self, event: AssistantEvent) -> None:
         self.saw_conversation = True

@@ -26,19 +26,21 @@ import contextlib
 import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
-from cms import claude, procs
+from cms import claude, procs, sandbox, worktree
 from cms.errors import CmsError
-from cms.models import SessionRecord, Status, utcnow
+from cms.models import ProjectConfig, SessionRecord, Status, utcnow
 from cms.paths import ProjectPaths
 from cms.store import Store
 from cms.streamjson import LineFramer, TurnTally, parse_line
@@ -80,6 +82,8 @@ class Supervisor:
         self.stop: Stop | None = None
         self.terminated = False
         self.proc: subprocess.Popen[bytes] | None = None
+        self.temp_dir: str | None = None
+        self.extra_env: dict[str, str] = {}
         self._last_write = 0.0
         self._last_cap_check = 0.0
         self._project_other_spend = 0.0
@@ -118,6 +122,7 @@ class Supervisor:
             self._log(traceback.format_exc())
             self._kill_child()  # nor a claude that nobody supervises
             procs.stop_descendants()
+            self._remove_temp()
             self._finish(Status.FAILED, f"cms supervisor error: {exc}")
             return 1
 
@@ -138,6 +143,8 @@ class Supervisor:
         except CmsError as exc:
             self._finish(Status.FAILED, exc.message)
             return 1
+        cwd = record.cwd or str(self.paths.project)
+        settings = self._sandbox(record, cwd, config)
         spec = claude.TurnSpec(
             claude=binary,
             session_id=record.session_id,
@@ -147,6 +154,8 @@ class Supervisor:
             model=record.model,
             max_budget_usd=budget_left,
             max_turns=turns_left,
+            sandbox=settings,
+            delegates=record.depth < config.limits.max_depth,
         )
         env = claude.child_env(
             os.environ,
@@ -154,9 +163,10 @@ class Supervisor:
             depth=record.depth,
             project=self.paths.project,
             home=self.paths.home,
+            temp_dir=self.temp_dir,
         )
+        env.update(self.extra_env)
         prompt = record.pending_message or record.task
-        cwd = record.cwd or str(self.paths.project)
         stderr_path = self.paths.stderr_file(self.name)
         log_path = self.paths.log_file(self.name)
         with open(stderr_path, "wb") as stderr, open(log_path, "ab") as log:
@@ -187,7 +197,58 @@ class Supervisor:
         # Tool processes claude ran in sessions of their own outlive a claude that was
         # killed; the turn is over, so nothing of it may keep running.
         procs.stop_descendants()
+        self._remove_temp()
         return self._conclude(stderr_path)
+
+    def _sandbox(self, record: SessionRecord, cwd: str, config: ProjectConfig) -> Any:
+        """The turn's sandbox settings, and its private temp folder (None: no sandbox)."""
+        if not record.sandbox or not sandbox.needed(record.preset.value):
+            return None
+        self.temp_dir = tempfile.mkdtemp(prefix=f"cms-{record.name}-")
+        protected: list[str] = []
+        if record.worktree and record.branch:
+            protected = worktree.protected_paths(Path(record.worktree), record.branch)
+        temp_dir = self.temp_dir
+
+        def note_temp(r: SessionRecord) -> None:
+            r.temp_dir = temp_dir
+
+        self.store.update(self.name, note_temp)
+        self._git_excludes(cwd, temp_dir)
+        return sandbox.settings(
+            record.preset.value,
+            cwd=cwd,
+            temp_dir=temp_dir,
+            state_dir=str(self.paths.home),
+            protected=protected,
+            allowed_domains=config.sandbox.allowed_domains,
+            denied_domains=config.sandbox.denied_domains,
+        )
+
+    def _git_excludes(self, cwd: str, temp_dir: str) -> None:
+        """Point the child's git at an excludes file that hides the sandbox's
+        placeholders (see :func:`cms.sandbox.git_excludes`)."""
+        user = ""
+        done = procs.run(["git", "config", "--global", "--path", "--get", "core.excludesFile"])
+        default = os.path.join(
+            os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "git", "ignore"
+        )
+        source = done.stdout.strip() if done.ok and done.stdout.strip() else default
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            user = Path(source).read_text(encoding="utf-8")
+        path = os.path.join(temp_dir, "git-excludes")
+        Path(path).write_text(sandbox.git_excludes(cwd, user), encoding="utf-8")
+        given = os.environ.get("GIT_CONFIG_COUNT", "0")
+        count = int(given) if given.isdigit() else 0
+        self.extra_env = {
+            "GIT_CONFIG_COUNT": str(count + 1),
+            f"GIT_CONFIG_KEY_{count}": "core.excludesFile",
+            f"GIT_CONFIG_VALUE_{count}": path,
+        }
+
+    def _remove_temp(self) -> None:
+        if self.temp_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def _send_prompt(self, prompt: str) -> None:
         assert self.proc is not None and self.proc.stdin is not None
@@ -297,6 +358,7 @@ class Supervisor:
         def live(record: SessionRecord) -> None:
             record.cost_usd = record.settled_cost_usd + tally.estimated_cost_usd
             record.turns = record.settled_turns + tally.api_calls
+            record.denials = record.settled_denials + tally.denials
             if tally.last_activity:
                 record.last_activity = tally.last_activity
             if tally.saw_conversation:
@@ -375,6 +437,9 @@ class Supervisor:
             record.child_started = None
             record.deadline = None
             record.pending_message = None
+            record.temp_dir = None
+            record.settled_denials += tally.denials
+            record.denials = record.settled_denials
             record.abort_requested = False
             record.result_read = False
             record.exchanges += 1

@@ -181,6 +181,21 @@ def align(
 LIST_HEADER = ("NAME", "STATUS", "PRESET", "MODEL", "COST", "TURNS", "AGE", "TASK")
 
 
+def preset_cell(record: SessionRecord) -> str:
+    """The preset, marked when its sandbox was turned off (``--no-sandbox``)."""
+    if record.sandbox or record.preset.value == "full":
+        return record.preset.value
+    return f"{record.preset.value} (no sandbox)"
+
+
+def sandbox_cell(record: SessionRecord) -> str:
+    if record.preset.value == "full":
+        return "none (preset full runs without it)"
+    if record.sandbox:
+        return "on (its commands run in the OS sandbox)"
+    return "off (--no-sandbox: the cms hook alone holds the preset)"
+
+
 def list_table(
     records: Sequence[SessionRecord], now: datetime, width: int | None, colour: bool
 ) -> str:
@@ -193,7 +208,7 @@ def list_table(
             [
                 r.name,
                 r.status.value,
-                r.preset.value,
+                preset_cell(r),
                 r.model or "default",
                 cost_cell(r),
                 turns_cell(r),
@@ -225,6 +240,13 @@ def detail_rows(record: SessionRecord, now: datetime) -> list[tuple[str, str]]:
         ("status", record.status.value),
         ("task", record.task),
         ("preset", record.preset.value),
+        ("sandbox", sandbox_cell(record)),
+        (
+            "denials",
+            f"{record.denials} tool calls refused (cms logs {record.name})"
+            if record.denials
+            else "",
+        ),
         ("model", record.model or "default"),
         ("cost", cost_cell(record) + ("" if record.max_cost_usd is not None else " (no cap)")),
         ("turns", turns_cell(record) + ("" if record.max_turns is not None else " (no cap)")),
@@ -365,7 +387,7 @@ def watch_rows(records: Sequence[SessionRecord], now: datetime) -> list[list[str
             [
                 r.name,
                 r.status.value,
-                r.preset.value,
+                preset_cell(r),
                 r.model or "default",
                 turns_cell(r),
                 cost_cell(r),

@@ -157,3 +157,72 @@ def merge(project: Path, branch: str, message: str) -> str:
     head = head_commit(project)
     assert head is not None
     return head
+
+
+#: Entries of the main repository's git folder a worktree session's commands must not
+#: write (when they exist); its objects stay writable, which a commit needs.
+_PROTECTED_GIT_FILES = (
+    "HEAD", "index", "packed-refs", "ORIG_HEAD", "FETCH_HEAD", "MERGE_HEAD",
+    "CHERRY_PICK_HEAD", "REVERT_HEAD", "config", "config.worktree", "hooks", "info",
+    "modules", "description", "shallow", "logs/HEAD",
+)  # fmt: skip
+#: More entries than this under one folder are protected by their folder instead.
+_MAX_PROTECTED = 2000
+
+
+def git_common_dir(path: Path) -> tuple[Path, Path] | None:
+    """``(common git folder, this worktree's admin folder)`` of the linked worktree at
+    ``path``, read from its ``.git`` file without running git; None when it is not one."""
+    try:
+        text = (path / ".git").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    admin = Path(text[len("gitdir:") :].strip())
+    if not admin.is_absolute():
+        admin = (path / admin).resolve()
+    try:
+        common = (admin / (admin / "commondir").read_text(encoding="utf-8").strip()).resolve()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return common, admin
+
+
+def protected_paths(path: Path, branch: str) -> list[str]:
+    """What a worktree session's commands must not write in the main repository.
+
+    Claude Code's sandbox lets a command in a linked worktree write the main
+    repository's git folder (a commit needs its objects and the branch's ref), hooks
+    and config excepted. That would let a child move the user's branches, rewrite the
+    main index or another session's worktree. So every existing entry there is
+    protected except the objects, this branch's ref and reflog, and this worktree's
+    admin folder: the child commits on its branch and nothing else moves.
+    """
+    found = git_common_dir(path)
+    if found is None:
+        return []
+    common, admin = found
+    protected = [str(common / name) for name in _PROTECTED_GIT_FILES]
+    own = branch.split("/")
+    for top in ("refs", "logs/refs"):
+        protected += _all_but(common / top, ["heads", *own])
+    protected += _all_but(common / "worktrees", [admin.name])
+    return [p for p in protected if os.path.lexists(p)]
+
+
+def _all_but(folder: Path, keep: list[str]) -> list[str]:
+    """The entries of ``folder`` except the path ``keep`` (one name per level), whose
+    own siblings are protected level by level."""
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    if not keep:
+        return [str(folder)]
+    if len(entries) > _MAX_PROTECTED:
+        return [str(folder / e) for e in entries if e != keep[0]][:_MAX_PROTECTED]
+    out = [str(folder / e) for e in entries if e != keep[0]]
+    if keep[0] in entries and len(keep) > 1:
+        out += _all_but(folder / keep[0], keep[1:])
+    return out

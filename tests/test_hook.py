@@ -153,7 +153,7 @@ def test_abort_requested_denies_every_call(child: Child) -> None:
 def test_over_budget_denies_with_figures(child: Child) -> None:
     child.record(cost_usd=0.52, max_cost_usd=0.5)
     reason = denial(run_hook(child.env(), read_call(child)))
-    assert reason == f"cms: session '{SESSION}' has spent $0.52 of its $0.50 budget; stopping"
+    assert reason == f"cms: session '{SESSION}' has spent $0.5200 of its $0.5000 budget; stopping"
 
 
 def test_exactly_at_budget_denies_and_below_allows(child: Child) -> None:
@@ -184,17 +184,19 @@ def test_project_cap_counts_every_session(child: Child) -> None:
     child.project_cap(0.50)
     reason = denial(run_hook(child.env(), read_call(child)))
     assert reason == (
-        "cms: the project has spent $0.55 of its $0.50 cap over all sessions; stopping"
+        "cms: the project has spent $0.5500 of its $0.5000 cap over all sessions; stopping"
     )
     child.project_cap(1.0)
     assert allowed(run_hook(child.env(), read_call(child)))
 
 
-def test_project_cap_skips_unreadable_sibling(child: Child) -> None:
-    child.record(cost_usd=0.30)
+def test_project_cap_with_an_unreadable_sibling_denies(child: Child) -> None:
+    # A record broken by hand or on purpose would hide its spend from the cap.
+    child.record(cost_usd=0.01)
     child.paths.session_file("broken").write_text("cost_usd = = 1\n")
     child.project_cap(0.20)
-    assert "project has spent $0.30" in denial(run_hook(child.env(), read_call(child)))
+    reason = denial(run_hook(child.env(), read_call(child)))
+    assert "broken.toml cannot be read" in reason and "refused" in reason
 
 
 def test_stop_wins_over_malformed_stdin(child: Child) -> None:
@@ -202,42 +204,77 @@ def test_stop_wins_over_malformed_stdin(child: Child) -> None:
     assert "aborted" in denial(run_hook(child.env(), "{not json"))
 
 
-# ----------------------------------------------------------- bad input: allow, say why
+# ---------------------------------- bad input: deny in a child, one line of reason
 
 
-def test_malformed_stdin_allows_with_a_note(child: Child) -> None:
+def test_malformed_stdin_denies(child: Child) -> None:
     child.record()
-    for stdin in ("{not json", "", "[1, 2]", '{"tool_input": {}}'):
-        done = run_hook(child.env(), stdin)
-        assert allowed(done)
-        assert done.stderr.startswith("cms hook: ") and done.stderr.count("\n") == 1
+    for stdin in ("{not json", "", "[1, 2]", '{"tool_input": {}}', '{"tool_name": "Bash", '
+                  '"tool_input": "ls"}'):
+        reason = denial(run_hook(child.env(), stdin))
+        assert reason.startswith("cms: denied because") and "\n" not in reason, stdin
 
 
-def test_corrupt_record_allows_with_a_note(child: Child) -> None:
+@pytest.mark.parametrize(
+    ("tool", "tool_input", "why"),
+    [
+        ("Bash", {"command": "touch /tmp/x\x00; echo ok"}, "NUL"),
+        ("Write", {"file_path": "a\x00/../../etc/x", "content": ""}, "NUL"),
+        ("Write", {"file_path": "\ud800.txt", "content": "x"}, "surrogate"),
+        ("Bash", {"command": "echo \udfff > x"}, "surrogate"),
+        ("Write", {"file_path": ["/etc/passwd"], "content": "x"}, "file_path"),
+        ("Edit", {"file_path": 7, "old_string": "a", "new_string": "b"}, "file_path"),
+        ("Bash", {"command": ["rm", "-rf", "/"]}, "command string"),
+    ],
+)
+def test_unreadable_tool_input_denies(
+    child: Child, tool: str, tool_input: dict[str, Any], why: str
+) -> None:
+    child.record()
+    # json.dumps writes the lone surrogate as \\ud800, as Claude Code would send it.
+    reason = denial(run_hook(child.env(), payload(tool, tool_input)))
+    assert why in reason and "\n" not in reason
+
+
+def test_corrupt_record_denies(child: Child) -> None:
     child.paths.session_file(SESSION).write_text("status = 'running\npreset = [\n")
-    done = run_hook(child.env(), payload("Bash", {"command": "sudo x"}))
-    assert allowed(done)
-    assert "cannot read session record" in done.stderr
+    reason = denial(run_hook(child.env(), payload("Read", {"file_path": "/etc/hostname"})))
+    assert "session record" in reason and "cannot be read" in reason
 
 
-def test_missing_record_allows_with_a_note(child: Child) -> None:
-    done = run_hook(child.env(), payload("Bash", {"command": "sudo x"}))
-    assert allowed(done)
-    assert "not found" in done.stderr
+def test_record_with_a_duplicate_key_denies(child: Child) -> None:
+    # Appending a second max_cost_usd makes the TOML invalid: a child must not switch
+    # its budget (and every other check) off that way.
+    path = child.record(max_cost_usd=0.5)
+    with open(path, "a") as handle:
+        handle.write("max_cost_usd = 1000\n")
+    done = run_hook(child.env(), payload("Bash", {"command": "git push origin main"}))
+    assert "cannot be read" in denial(done)
+
+
+def test_missing_record_denies(child: Child) -> None:
+    reason = denial(run_hook(child.env(), payload("Read", {"file_path": "/etc/hostname"})))
+    assert "missing" in reason
 
 
 @pytest.mark.parametrize("name", ["../evil", "UPPER", "a/b", ".", "x" * 80])
-def test_invalid_session_name_allows_with_a_note(child: Child, name: str) -> None:
-    done = run_hook(child.env(session=name), payload("Bash", {"command": "sudo x"}))
-    assert allowed(done)
-    assert "not a valid session name" in done.stderr
+def test_invalid_session_name_denies(child: Child, name: str) -> None:
+    done = run_hook(child.env(session=name), payload("Read", {"file_path": "/etc/hostname"}))
+    assert "not a valid session name" in denial(done)
 
 
-def test_wrong_types_in_record_are_ignored(child: Child) -> None:
-    child.record(cost_usd="lots", max_cost_usd=True, deadline="soon")
-    done = run_hook(child.env(), read_call(child))
-    assert allowed(done)
-    assert "ignoring cost_usd" in done.stderr
+def test_wrong_types_in_record_deny(child: Child) -> None:
+    for fields in ({"cost_usd": "lots"}, {"max_cost_usd": True}, {"deadline": "soon"},
+                   {"preset": 3}):
+        child.record(**fields)
+        assert "record" in denial(run_hook(child.env(), read_call(child))), fields
+
+
+def test_users_own_session_fails_open(child: Child) -> None:
+    # No CMS_SESSION: the user's own Claude Code; nothing cms breaks may block it.
+    for stdin in ("{not json", payload("Bash", {"command": "sudo \x00"})):
+        done = run_hook(child.env(session=None), stdin)
+        assert allowed(done)
 
 
 # --------------------------------------------------------------------- each preset
@@ -306,9 +343,12 @@ def test_missing_preset_means_edit(child: Child) -> None:
 
 def test_other_events_print_nothing(child: Child) -> None:
     child.record(status="aborted")
-    for event in ("stop", "session-start", "no-such-event"):
+    for event in ("stop", "session-start"):
         done = run_hook(child.env(), "{}", event)
         assert done.stdout == ""
+    # An event the child hook does not know, inside a child: refused, never allowed.
+    assert "unknown event" in denial(run_hook(child.env(), "{}", "no-such-event"))
+    assert run_hook(child.env(session=None), "{}", "no-such-event").stdout == ""
 
 
 def test_main_catches_everything(monkeypatch: pytest.MonkeyPatch, child: Child,
@@ -325,9 +365,19 @@ def test_main_catches_everything(monkeypatch: pytest.MonkeyPatch, child: Child,
     monkeypatch.setattr(sys, "stdin", stdin)
     assert hook.main(["pre-tool-use"]) == 0
     captured = capsys.readouterr()
-    assert captured.out == ""
+    # Inside a child an internal error denies, with the error as the reason.
+    decision = json.loads(captured.out)["hookSpecificOutput"]
+    assert decision["permissionDecision"] == "deny"
+    assert "bug in policy" in decision["permissionDecisionReason"]
     assert "internal error" in captured.err and "bug in policy" in captured.err
     assert hook.main([]) == 0
+    # In the user's own session the same bug allows.
+    monkeypatch.delenv("CMS_SESSION")
+    stdin = io.TextIOWrapper(io.BytesIO(payload("Bash", {"command": "ls"}).encode()))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    capsys.readouterr()
+    assert hook.main(["pre-tool-use"]) == 0
+    assert capsys.readouterr().out == ""
 
 
 def test_hook_runs_without_site_packages(child: Child) -> None:
@@ -359,7 +409,7 @@ def test_hook_imports_only_the_standard_library() -> None:
              "cms.store"}
     assert not heavy & modules
     assert {m for m in modules if m.startswith("cms")} == {
-        "cms", "cms.hook", "cms.paths", "cms.policy",
+        "cms", "cms.hook", "cms.paths", "cms.policy", "cms.vocab",
     }
     # Nor process or shell-parsing machinery beyond what the interpreter's site loads.
     added = modules - _fresh_modules("pass")

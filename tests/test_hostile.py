@@ -494,7 +494,8 @@ def test_a_child_cannot_change_its_own_record_or_budget(
             },
         ),
     ]
-    # Allowed by the preset, refused by cms itself: the session is running.
+    # Allowed by the preset, refused by cms itself: inside the sandbox cms state is
+    # read-only, and cms says to use the MCP tools instead.
     own_continue = ("Bash", {"command": f"{cms_cli} continue {name} more --add-cost 100"})
     calls = [
         ("Read", {"file_path": str(project_file)}),
@@ -535,7 +536,8 @@ def test_a_child_cannot_change_its_own_record_or_budget(
             assert is_error, (tool, args, content)
             assert "cms: preset edit denies" in content or "modified since read" in content
         elif (tool, args) == own_continue:
-            assert is_error and "cms: error: session 'attacker' is running" in content
+            assert is_error and "cms: error: inside cms session 'attacker'" in content
+            assert "MCP tools" in content
 
     # ... and the denials are in the session's log.
     shown = cms.run("logs", name)

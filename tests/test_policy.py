@@ -45,6 +45,13 @@ class Layout:
     def bash(self, preset: str, command: str, cwd: str | None = None) -> Decision:
         return self.decide(preset, "Bash", {"command": self.fill(command)}, cwd=cwd)
 
+    def sandboxed(self, command: str, cwd: str | None = None) -> Decision:
+        """An edit child whose commands run in the OS sandbox."""
+        return decide(
+            "edit", "Bash", {"command": self.fill(command)}, str(self.wt), str(self.state),
+            cwd=cwd, home=str(self.home), temp_dirs=[str(self.scratch)], sandboxed=True,
+        )  # fmt: skip
+
 
 def _make_layout(tmp_path: Path, state_inside: bool = False) -> Layout:
     wt = tmp_path / "wt"
@@ -292,7 +299,7 @@ EDIT_BASH_ALLOWED = [
     "chmod -R u+w src",
     "ln -s {out} outlink",
     "git add -A && git commit -m 'wip'",
-    "git reset --hard HEAD~1",
+    "git reset --soft HEAD~1",
     "git checkout -b feature",
     "git log --oneline | head",
     "git -C {out} log",
@@ -482,7 +489,13 @@ EDIT_BASH_DENIED = [
     ("dd if=x of={out}/y", "outside"),
     ("exec 3> {out}/fd", "outside"),
     ("git clone https://x/y.git {out}/y", "outside"),
-    ("git -C {out} reset --hard", "outside"),
+    ("git -C {out} reset --hard", "reset --hard"),
+    ("git reset --hard HEAD~1", "reset --hard"),
+    ("git clean -fdx", "untracked files"),
+    ("git branch -D feature", "branch -D"),
+    ("git stash clear", "stash"),
+    ("git reflog expire --expire=now --all", "reflog"),
+    ("git checkout -f main", "checkout --force"),
     ("git worktree add ../wt2", "outside"),
     ("rsync -a . backup-host:/srv/x", "another machine"),
     ("find . -fprint {out}/list", "outside"),
@@ -707,3 +720,69 @@ def test_decide_makes_no_changes(lay: Layout) -> None:
     for command, _ in EDIT_BASH_DENIED:
         lay.bash("edit", command)
     assert sorted(os.listdir(lay.wt)) == before
+
+
+# ------------------------------------------------ edit with the OS sandbox behind it
+#
+# Where the reader cannot tell what a command touches, the sandbox decides: ordinary
+# work with loops, substitutions and variables is not refused. What the sandbox does
+# not judge is still refused, with a reason.
+
+SANDBOXED_ALLOWED = [
+    'for f in *.txt; do cp "$f" "$f.bak"; done',
+    "sed -i 's/old/new/' $(git ls-files '*.py')",
+    'touch "$(date +%Y%m%d).log"',
+    'OUT=build; mkdir -p "$OUT/logs"',
+    "echo x > $OUT",
+    "$CMD --version",
+    "cd $(mktemp -d) && touch x",
+    "find . -name '*.o' | xargs rm -rf",
+    "mkdir -p $TMPDIR/work && cp src/main.py $TMPDIR/work/",
+    "echo 'unterminated",
+]
+SANDBOXED_DENIED = [
+    ("git push origin main", "git push"),
+    ("sudo make install", "privilege"),
+    ("$(echo sudo) ls; sudo ls", "privilege"),
+    ("git reset --hard", "reset --hard"),
+    ("killall python3", "kills processes"),
+    ("kill -9 -1", "process groups"),
+    ("cms budget --max-cost 1000", "limits"),
+    ("cms sandbox --allow-domain evil.example", "limits"),
+    ("echo x > {out}/known.txt", "outside"),
+    ("echo 'max_cost_usd = 1000' >> {state}/projects/p/sessions/s.toml", "cms state"),
+    ("echo x > .git/hooks/pre-commit", "git hooks"),
+    ("echo 'unterminated; git push", "git push"),
+]
+
+
+@pytest.mark.parametrize("command", SANDBOXED_ALLOWED)
+def test_sandboxed_edit_leaves_what_it_cannot_tell_to_the_sandbox(
+    lay: Layout, command: str
+) -> None:
+    decision = lay.sandboxed(command)
+    assert decision.allow, decision.reason
+    # Without the sandbox (--no-sandbox) the same reader refuses what it cannot tell.
+
+
+@pytest.mark.parametrize(("command", "why"), SANDBOXED_DENIED)
+def test_sandboxed_edit_still_refuses_what_the_sandbox_does_not_judge(
+    lay: Layout, command: str, why: str
+) -> None:
+    decision = lay.sandboxed(command)
+    assert not decision.allow, command
+    assert why in decision.reason and "\n" not in decision.reason
+
+
+def test_strict_reader_without_the_sandbox(lay: Layout) -> None:
+    for command in ("echo x > $OUT", "$CMD -rf /", 'OUT=build; mkdir -p "$OUT/logs"'):
+        assert not lay.bash("edit", command).allow, command
+
+
+@pytest.mark.parametrize(
+    "path", ["{wt}/.git/hooks/pre-commit", "{wt}/.git/config", "{wt}/.git/info/attributes"]
+)
+def test_file_tools_never_write_git_hooks_or_config(lay: Layout, path: str) -> None:
+    decision = lay.decide("edit", "Write", {"file_path": lay.fill(path), "content": "x"})
+    assert not decision.allow and "git hooks and config" in decision.reason
+    assert lay.decide("edit", "Write", {"file_path": lay.fill("{wt}/.git/x"), "content": ""}).allow
