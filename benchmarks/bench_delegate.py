@@ -31,7 +31,7 @@ from supervisors import PeakSampler  # noqa: E402
 #: The console script next to this interpreter (what `pip install` made), not a
 #: version manager's shim in front of it, which would add its own start-up time.
 _SCRIPT = Path(sys.executable).parent / "cms"
-CMS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "cms.cli"]
+CMS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "cms.ui.cli"]
 
 
 def main() -> None:

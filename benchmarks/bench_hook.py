@@ -5,10 +5,10 @@ throwaway CMS_HOME with a realistic session record, a few sibling sessions and a
 project.toml with a spend cap (so the hook does all its reading), then runs, alternating
 A B A B so that drift in machine load hits both alike:
 
-* A: ``python -m cms.hook pre-tool-use`` with a realistic Bash call on stdin;
+* A: ``python -m cms.hooks.child pre-tool-use`` with a realistic Bash call on stdin;
 * B: ``python -c pass`` in the same environment;
-* and, in the same rounds for reference, ``python -S -m cms.hook`` (no site: the hook
-  needs only the standard library and PYTHONPATH), ``python -S -c "from cms.hook ..."``
+* and, in the same rounds for reference, ``python -S -m cms.hooks.child`` (no site: the hook
+  needs only the standard library and PYTHONPATH), ``python -S -c "from cms.hooks.child ..."``
   (no runpy either), ``python cms/hook.py`` (the file: no cached bytecode for it) and
   ``python -S -c pass``.
 
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cms.paths import ProjectPaths  # noqa: E402
+from cms.base.paths import ProjectPaths  # noqa: E402
 
 RECORD = """\
 schema_version = 1
@@ -131,14 +131,14 @@ def main() -> int:
     args = parser.parse_args()
     python = sys.executable
     # A: exactly what a child's hook runs (cms.claude.hook_command): -S, no site.
-    hook_m = [python, "-S", "-m", "cms.hook", "pre-tool-use"]
+    hook_m = [python, "-S", "-m", "cms.hooks.child", "pre-tool-use"]
     bare = [python, "-c", "pass"]
     # For reference (same rounds): other ways hooks.json could start the hook.
     references = {
-        "python -m cms.hook (with site)": [python, "-m", "cms.hook", "pre-tool-use"],
-        "python -S -c 'from cms.hook ...'": [
+        "python -m cms.hooks.child (with site)": [python, "-m", "cms.hooks.child", "pre-tool-use"],
+        "python -S -c 'from cms.hooks.child ...'": [
             python, "-S", "-c",
-            "import sys; from cms.hook import main; sys.exit(main(['pre-tool-use']))",
+            "import sys; from cms.hooks.child import main; sys.exit(main(['pre-tool-use']))",
         ],
         "python cms/hook.py": [python, str(ROOT / "cms" / "hook.py"), "pre-tool-use"],
         "python -S -c pass": [python, "-S", "-c", "pass"],
@@ -158,7 +158,8 @@ def main() -> int:
     ms = 1000.0
     bare_median = statistics.median(b)
     print(f"python: {python}; {args.pairs} rounds, A B alternating")
-    print(f"A  python -S -m cms.hook pre-tool-use median {statistics.median(a) * ms:6.1f} ms")
+    hook_median = statistics.median(a) * ms
+    print(f"A  python -S -m cms.hooks.child pre-tool-use median {hook_median:6.1f} ms")
     print(f"B  python -c pass                    median {bare_median * ms:6.1f} ms")
     ratio = statistics.median([x / y for x, y in zip(a, b, strict=True)])
     print(f"median ratio A/B: {ratio:.2f} (target <= 1.5)")

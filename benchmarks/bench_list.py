@@ -2,9 +2,9 @@
 
 Creates a throwaway ``CMS_HOME`` holding one project with ``--sessions`` realistic
 records (varied statuses, a few KB of response each) written through
-:mod:`cms.store`, then runs the real ``cms --json list`` as a whole process ``--runs``
+:mod:`cms.engine.store`, then runs the real ``cms --json list`` as a whole process ``--runs``
 times and prints min/median/max in milliseconds against the target (300 ms), with
-``python -c pass`` and a bare ``import cms.cli, cms.api`` as reference points.
+``python -c pass`` and a bare ``import cms.cli, cms.ops.sessions`` as reference points.
 
 A few sessions are ``running`` with this script's own pid as their supervisor, so
 every run pays the per-record liveness check without turning them ``interrupted``.
@@ -27,10 +27,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cms import procs
-from cms.models import Preset, SessionRecord, Status
-from cms.paths import ProjectPaths
-from cms.store import Store
+from cms.base.paths import ProjectPaths
+from cms.engine import procs
+from cms.engine.models import Preset, SessionRecord, Status
+from cms.engine.store import Store
 
 TARGET_MS = 300.0
 SETTLED = [s for s in Status if s not in (Status.QUEUED, Status.RUNNING)]
@@ -45,7 +45,7 @@ WORDS = TEXT.split()
 def cms_command() -> list[str]:
     script = Path(sys.executable).with_name("cms")
     found = str(script) if script.exists() else shutil.which("cms")
-    return [found] if found else [sys.executable, "-m", "cms.cli"]
+    return [found] if found else [sys.executable, "-m", "cms.ui.cli"]
 
 
 def make_record(i: int, rng: random.Random, response_kb: int, running: bool) -> SessionRecord:
@@ -147,7 +147,7 @@ def main() -> int:
 
         baseline = time_runs([sys.executable, "-c", "pass"], args.runs, env, project)
         imports = time_runs(
-            [sys.executable, "-c", "import cms.cli, cms.api"], args.runs, env, project
+            [sys.executable, "-c", "import cms.cli, cms.ops.sessions"], args.runs, env, project
         )
         # Cold: no index of parsed records yet (the first listing after records changed).
         index = store.paths.sessions_dir / ".index.json"
@@ -160,7 +160,7 @@ def main() -> int:
         running = sum(r.status is Status.RUNNING for r in still)
 
         print(summary("python -c pass", baseline))
-        print(summary("import cms.cli, cms.api", imports))
+        print(summary("import cms.cli, cms.ops.sessions", imports))
         print(summary("cms --json list, cold", cold))
         print(summary("cms --json list", listing))
         median = statistics.median(listing)

@@ -34,7 +34,7 @@ from standin import Reply, StandIn, expected_cost, text, tool_use  # noqa: E402
 from supervisors import PeakSampler  # noqa: E402
 
 MODEL = "claude-sonnet-4-5"
-CMS = [sys.executable, "-m", "cms.cli"]
+CMS = [sys.executable, "-m", "cms.ui.cli"]
 
 
 def cms(env: dict[str, str], cwd: Path, *args: str) -> object:

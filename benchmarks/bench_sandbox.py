@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from claude_version import install_claude  # noqa: E402
 from standin import StandIn, text, tool_use  # noqa: E402
 
-from cms import sandbox  # noqa: E402
+from cms.policy import sandbox  # noqa: E402
 
 
 def per_call_seconds(

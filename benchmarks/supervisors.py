@@ -2,7 +2,7 @@
 
 A supervisor is the parent of a child ``claude`` process (its command line has
 ``stream-json``, its environment the benchmark's ``CMS_HOME``). Whether the
-supervisor was forked from ``cms`` or started as ``python -m cms.supervisor``, that
+supervisor was forked from ``cms`` or started as ``python -m cms.engine.supervisor``, that
 is how it can be told apart from the hooks and tools claude starts.
 """
 

@@ -1,7 +1,7 @@
 """cms: Claude Multi-Session. Launch and steer child Claude Code sessions.
 
 This package's ``__init__`` stays empty of imports on purpose: the hook entry point
-(``cms.hook``) is imported on every tool call of every child session, and anything
+(``cms.hooks.child``) is imported on every tool call of every child session, and anything
 imported here would be paid for there.
 """
 

@@ -47,8 +47,15 @@ def install_claude(version: str = CLAUDE_CODE_VERSION) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not binary.exists():
             subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
-                 f"{CLAUDE_CODE_PACKAGE}@{version}"],
+                [
+                    npm,
+                    "install",
+                    "--no-audit",
+                    "--no-fund",
+                    "--prefix",
+                    str(prefix),
+                    f"{CLAUDE_CODE_PACKAGE}@{version}",
+                ],
                 check=True,
                 stdout=sys.stderr,
             )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CMS = [sys.executable, "-m", "cms.cli"]
+CMS = [sys.executable, "-m", "cms.ui.cli"]
 
 
 @dataclass

@@ -28,8 +28,13 @@ from standin import StandIn  # noqa: E402
 ISOLATED_PREFIXES = ("CLAUDE", "ANTHROPIC", "CMS_")
 # Variables that would point git or XDG-aware tools back at the real home or repository.
 ISOLATED_NAMES = (
-    "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME",
-    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_STATE_HOME",
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
 )
 
 # `claude -p` refuses file writes and shell commands unless settings allow them (and
@@ -42,7 +47,8 @@ GIT_USER = ("cms-test", "cms-test@example.invalid")
 
 def _isolated(environ: dict[str, str]) -> dict[str, str]:
     return {
-        k: v for k, v in environ.items()
+        k: v
+        for k, v in environ.items()
         if not k.startswith(ISOLATED_PREFIXES) and k not in ISOLATED_NAMES
     }
 

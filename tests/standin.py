@@ -268,14 +268,17 @@ PRICES_PER_MTOK: dict[str, tuple[float, float, float, float]] = {
 def expected_cost(model: str, replies: Sequence[Reply]) -> float:
     """The ``total_cost_usd`` the CLI reports for these message replies (failures cost 0)."""
     p_in, p_out, p_read, p_write = PRICES_PER_MTOK.get(model, PRICES_PER_MTOK["claude-opus-5-5"])
-    return sum(
-        r.input_tokens * p_in
-        + r.output_tokens * p_out
-        + r.cache_read_input_tokens * p_read
-        + r.cache_creation_input_tokens * p_write
-        for r in replies
-        if r.kind == "message"
-    ) / 1_000_000
+    return (
+        sum(
+            r.input_tokens * p_in
+            + r.output_tokens * p_out
+            + r.cache_read_input_tokens * p_read
+            + r.cache_creation_input_tokens * p_write
+            for r in replies
+            if r.kind == "message"
+        )
+        / 1_000_000
+    )
 
 
 # --------------------------------------------------------------------------- records
@@ -474,10 +477,13 @@ class _Handler(BaseHTTPRequestHandler):
             marker, reply = standin._choose(first_user_text(body), turn)
         else:
             kind, marker, reply = "side", None, default_reply()
-        reply = replace(reply, blocks=tuple(
-            replace(b, id=_new_id("toolu")) if isinstance(b, ToolUse) and not b.id else b
-            for b in reply.blocks
-        ))
+        reply = replace(
+            reply,
+            blocks=tuple(
+                replace(b, id=_new_id("toolu")) if isinstance(b, ToolUse) and not b.id else b
+                for b in reply.blocks
+            ),
+        )
         ids = [b.id for b in reply.blocks if isinstance(b, ToolUse) and b.id]
         self._record(body, kind, marker=marker, turn=turn, reply=reply, tool_use_ids=ids)
 
@@ -502,7 +508,8 @@ class _Handler(BaseHTTPRequestHandler):
     @staticmethod
     def _full_message(reply: Reply, model: str) -> JSONDict:
         content: list[JSONDict] = [
-            {"type": "text", "text": b.text} if isinstance(b, Text)
+            {"type": "text", "text": b.text}
+            if isinstance(b, Text)
             else {"type": "tool_use", "id": b.id, "name": b.name, "input": b.input}
             for b in reply.blocks
         ]
@@ -537,22 +544,50 @@ class _Handler(BaseHTTPRequestHandler):
             return
         for index, b in enumerate(reply.blocks):
             if isinstance(b, Text):
-                event({"type": "content_block_start", "index": index,
-                       "content_block": {"type": "text", "text": ""}})
-                event({"type": "content_block_delta", "index": index,
-                       "delta": {"type": "text_delta", "text": b.text}})
+                event(
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "text", "text": ""},
+                    }
+                )
+                event(
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "text_delta", "text": b.text},
+                    }
+                )
             else:
-                event({"type": "content_block_start", "index": index,
-                       "content_block": {"type": "tool_use", "id": b.id, "name": b.name,
-                                         "input": {}}})
+                event(
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {
+                            "type": "tool_use",
+                            "id": b.id,
+                            "name": b.name,
+                            "input": {},
+                        },
+                    }
+                )
                 js = json.dumps(b.input)
                 for i in range(0, len(js), 64):  # several partial_json chunks, like the API
-                    event({"type": "content_block_delta", "index": index,
-                           "delta": {"type": "input_json_delta", "partial_json": js[i:i + 64]}})
+                    event(
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "input_json_delta", "partial_json": js[i : i + 64]},
+                        }
+                    )
             event({"type": "content_block_stop", "index": index})
-        event({"type": "message_delta",
-               "delta": {"stop_reason": reply.effective_stop_reason(), "stop_sequence": None},
-               "usage": {"output_tokens": reply.output_tokens}})
+        event(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": reply.effective_stop_reason(), "stop_sequence": None},
+                "usage": {"output_tokens": reply.output_tokens},
+            }
+        )
         event({"type": "message_stop"})
         self.wfile.flush()
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from cms.models import SessionRecord, Status
-from cms.paths import ProjectPaths
-from cms.store import Store
+from cms.base.paths import ProjectPaths
+from cms.engine.models import SessionRecord, Status
+from cms.engine.store import Store
 
 BAD_NAMES = {
     "dotdot": "../x",

@@ -156,9 +156,7 @@ def test_killed_supervisor_gives_interrupted_then_resume_completes(
     assert out["response"] == "resumed ok"
 
 
-def test_resume_without_saved_conversation_offers_fresh_start(
-    cms: Cms, standin: StandIn
-) -> None:
+def test_resume_without_saved_conversation_offers_fresh_start(cms: Cms, standin: StandIn) -> None:
     standin.script("T-EARLY", [text("slow", delay=60)])
     cms.ok("delegate", "early T-EARLY", "--name", "early", "--background")
     record = cms.wait_field("early", "child_pid")
@@ -182,9 +180,7 @@ def test_resume_without_saved_conversation_offers_fresh_start(
     assert out["session_id"] != record["session_id"]
 
 
-def test_send_continues_the_conversation_and_fork_branches(
-    cms: Cms, standin: StandIn
-) -> None:
+def test_send_continues_the_conversation_and_fork_branches(cms: Cms, standin: StandIn) -> None:
     standin.script("T-CONV", [text("first answer"), text("second answer"), text("fork answer")])
     cms.ok("delegate", "start T-CONV", "--name", "talk")
     out = cms.ok("send", "talk", "and now the second thing")
@@ -276,9 +272,17 @@ def test_background_holds_no_pipe(cms: Cms, standin: StandIn) -> None:
     cms.ok("abort", "bg")
 
 
-def test_depth_limit(cms: Cms) -> None:
-    refused = cms.run("delegate", "nested", "--name", "deep", env={"CMS_DEPTH": "2"})
-    assert refused.code == 2 and "depth" in refused.stderr
+def test_depth_limit(cms: Cms, project: Path) -> None:
+    # The depth comes from the starting session's record, never from CMS_DEPTH.
+    cms.ok("spawn", "nested-parent")
+    from cms import ops
+
+    store = ops.open_project(project, cms.env).store
+    store.update("nested-parent", lambda r: setattr(r, "depth", 2))
+    for depth in ("2", "0"):
+        env = {"CMS_SESSION": "nested-parent", "CMS_DEPTH": depth}
+        refused = cms.run("delegate", "nested", "--name", "deep", env=env)
+        assert refused.code == 2 and "depth" in refused.stderr
     assert cms.run("show", "deep").code == 2
 
 

@@ -1,4 +1,4 @@
-"""The PreToolUse hook as Claude Code runs it: ``python -m cms.hook pre-tool-use`` with
+"""The PreToolUse hook as Claude Code runs it: ``python -m cms.hooks.child pre-tool-use`` with
 the hook JSON on stdin and the child's environment (CMS_SESSION, CMS_PROJECT, CMS_HOME).
 
 Session records and project.toml are written by hand with the on-disk keys (the hook
@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from cms import hook, policy
-from cms.paths import ProjectPaths
+from cms.base.paths import ProjectPaths
+from cms.hooks import child as hook
+from cms.policy import decide as policy
 
 REPO = Path(__file__).resolve().parent.parent
 SESSION = "fix-parser"
@@ -58,7 +59,7 @@ class Child:
 
     def project_cap(self, max_cost_usd: float) -> None:
         self.paths.project_file.write_text(
-            f'schema_version = 1\n\n[limits]\nmax_cost_usd = {max_cost_usd}\nmax_parallel = 4\n'
+            f"schema_version = 1\n\n[limits]\nmax_cost_usd = {max_cost_usd}\nmax_parallel = 4\n"
         )
 
 
@@ -94,10 +95,11 @@ def payload(tool_name: str, tool_input: dict[str, Any], cwd: str = "") -> str:
     })  # fmt: skip
 
 
-def run_hook(env: dict[str, str], stdin: str, event: str = "pre-tool-use"
-             ) -> subprocess.CompletedProcess[str]:
+def run_hook(
+    env: dict[str, str], stdin: str, event: str = "pre-tool-use"
+) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "cms.hook", event], input=stdin, env=env, cwd=str(REPO),
+        [sys.executable, "-m", "cms.hooks.child", event], input=stdin, env=env, cwd=str(REPO),
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -209,8 +211,13 @@ def test_stop_wins_over_malformed_stdin(child: Child) -> None:
 
 def test_malformed_stdin_denies(child: Child) -> None:
     child.record()
-    for stdin in ("{not json", "", "[1, 2]", '{"tool_input": {}}', '{"tool_name": "Bash", '
-                  '"tool_input": "ls"}'):
+    for stdin in (
+        "{not json",
+        "",
+        "[1, 2]",
+        '{"tool_input": {}}',
+        '{"tool_name": "Bash", "tool_input": "ls"}',
+    ):
         reason = denial(run_hook(child.env(), stdin))
         assert reason.startswith("cms: denied because") and "\n" not in reason, stdin
 
@@ -264,8 +271,12 @@ def test_invalid_session_name_denies(child: Child, name: str) -> None:
 
 
 def test_wrong_types_in_record_deny(child: Child) -> None:
-    for fields in ({"cost_usd": "lots"}, {"max_cost_usd": True}, {"deadline": "soon"},
-                   {"preset": 3}):
+    for fields in (
+        {"cost_usd": "lots"},
+        {"max_cost_usd": True},
+        {"deadline": "soon"},
+        {"preset": 3},
+    ):
         child.record(**fields)
         assert "record" in denial(run_hook(child.env(), read_call(child))), fields
 
@@ -297,8 +308,9 @@ PRESET_CASES = [
 
 
 @pytest.mark.parametrize(("preset", "tool", "tool_input", "expected"), PRESET_CASES)
-def test_each_preset(child: Child, preset: str, tool: str, tool_input: dict[str, str],
-                     expected: bool) -> None:
+def test_each_preset(
+    child: Child, preset: str, tool: str, tool_input: dict[str, str], expected: bool
+) -> None:
     child.record(preset=preset)
     filled = {
         k: v.replace("{project}", str(child.project)).replace("{home}", str(child.home))
@@ -351,8 +363,9 @@ def test_other_events_print_nothing(child: Child) -> None:
     assert run_hook(child.env(session=None), "{}", "no-such-event").stdout == ""
 
 
-def test_main_catches_everything(monkeypatch: pytest.MonkeyPatch, child: Child,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_catches_everything(
+    monkeypatch: pytest.MonkeyPatch, child: Child, capsys: pytest.CaptureFixture[str]
+) -> None:
     child.record(preset="edit")
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -381,10 +394,10 @@ def test_main_catches_everything(monkeypatch: pytest.MonkeyPatch, child: Child,
 
 
 def test_hook_runs_without_site_packages(child: Child) -> None:
-    # `python -S -m cms.hook` (no site: faster start) is a supported way to run it.
+    # `python -S -m cms.hooks.child` (no site: faster start) is a supported way to run it.
     child.record(status="aborted")
     done = subprocess.run(
-        [sys.executable, "-S", "-m", "cms.hook", "pre-tool-use"], input=read_call(child),
+        [sys.executable, "-S", "-m", "cms.hooks.child", "pre-tool-use"], input=read_call(child),
         env=child.env(), capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert "aborted" in denial(done)
@@ -392,24 +405,45 @@ def test_hook_runs_without_site_packages(child: Child) -> None:
 
 def test_handlers_are_registered() -> None:
     assert set(hook.HANDLERS) == {"pre-tool-use"}
-    assert set(hook.PARENT_EVENTS) == {"session-start", "stop", "user-prompt-submit"}
+    assert set(hook.PARENT_EVENTS) == {"session-start", "stop"}
+    # The slash commands need the API: the UI runs them (cms.ui.slash), not the hooks.
+    from cms.ui import hookrun
+
+    assert hookrun.HOOK_MODULES["user-prompt-submit"] == "cms.ui.slash"
 
 
 def _fresh_modules(code: str) -> set[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONPATH"] = str(REPO)
-    out = subprocess.run([sys.executable, "-c", f"{code}; import sys; print(sorted(sys.modules))"],
-                         env=env, capture_output=True, text=True, check=True, cwd=str(REPO))
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}; import sys; print(sorted(sys.modules))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(REPO),
+    )
     return set(json.loads(out.stdout.replace("'", '"')))
 
 
 def test_hook_imports_only_the_standard_library() -> None:
-    modules = _fresh_modules("import cms.hook")
-    heavy = {"pydantic", "click", "rich", "mcp", "filelock", "tomli_w", "cms.models",
-             "cms.store"}
+    modules = _fresh_modules("import cms.hooks.child")
+    heavy = {
+        "pydantic",
+        "click",
+        "rich",
+        "mcp",
+        "filelock",
+        "tomli_w",
+        "cms.engine.models",
+        "cms.engine.store",
+    }
     assert not heavy & modules
     assert {m for m in modules if m.startswith("cms")} == {
-        "cms", "cms.hook", "cms.paths", "cms.policy", "cms.vocab",
+        "cms", "cms.hooks", "cms.hooks.child", "cms.base", "cms.base.paths",
+        "cms.base.vocab", "cms.policy", "cms.policy.decide", "cms.policy.edit",
+        "cms.policy.rules", "cms.policy.commands", "cms.policy.places", "cms.policy.review",
+        "cms.policy.shell",
     }
     # Nor process or shell-parsing machinery beyond what the interpreter's site loads.
     added = modules - _fresh_modules("pass")

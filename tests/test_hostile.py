@@ -36,15 +36,13 @@ import pytest
 from cmsrun import Cms, Run, processes_with_home, wait_gone
 from standin import StandIn, drop, error, text, tool_use
 
-from cms import api
-from cms.errors import CmsError
-from cms.models import SessionRecord, Status
-from cms.paths import ProjectPaths
-from cms.store import Store
+from cms import ops as api
+from cms.base.errors import CmsError
+from cms.base.paths import ProjectPaths
+from cms.engine.models import SessionRecord, Status
+from cms.engine.store import Store
 
 API_KEY = "sk-test-not-a-real-key"  # what tests/conftest.py gives every child
-
-
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +71,7 @@ def cli(
     parsing, same error rendering and exit codes, no interpreter start): the big
     matrices below would take minutes as subprocesses. A sample of each also runs as a
     real ``cms`` process."""
-    from cms import cli as cli_module
+    from cms.ui import cli as cli_module
 
     for key, value in claude_env.items():
         monkeypatch.setenv(key, value)
@@ -221,7 +219,7 @@ def test_nul_in_a_name_is_refused_by_the_api(
     name: str, project: Path, claude_env: dict[str, str], store: Store, cms_home: Path
 ) -> None:
     # A NUL cannot reach `cms` through argv (exec refuses it); the MCP server and other
-    # Python callers hand names to cms.api as they are.
+    # Python callers hand names to cms.ops.sessions as they are.
     completed_session(store)
     before = state(cms_home)
     proj = api.open_project(project, claude_env)
@@ -461,7 +459,7 @@ def test_a_child_cannot_change_its_own_record_or_budget(
     record, project_file = paths.session_file(name), paths.project_file
     forged = paths.session_file("forged")
     in_home = f"$CMS_HOME/projects/{paths.key}"
-    cms_cli = f"{sys.executable} -m cms.cli"
+    cms_cli = f"{sys.executable} -m cms.ui.cli"
     # The hook must deny each of these with its one-line reason.
     denied = [
         ("Write", {"file_path": str(forged), "content": 'INJECTED = 1\nname = "forged"\n'}),

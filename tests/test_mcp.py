@@ -42,7 +42,7 @@ SESSION_ARGS = {
 async def connect(env: dict[str, str], cwd: Path, errlog: IO[str]) -> AsyncIterator[ClientSession]:
     """`cms mcp` started as Claude Code would: a subprocess speaking MCP on stdio."""
     server = StdioServerParameters(
-        command=sys.executable, args=["-m", "cms.cli", "mcp"], env=env, cwd=cwd
+        command=sys.executable, args=["-m", "cms.ui.cli", "mcp"], env=env, cwd=cwd
     )
     async with (
         stdio_client(server, errlog=errlog) as (read, write),
@@ -314,7 +314,7 @@ def test_waiting_call_reports_progress_and_cancel_leaves_the_server_serving(
 ) -> None:
     from mcp import Client
 
-    from cms import mcp_server
+    from cms.ui import mcp_server
 
     for key, value in claude_env.items():
         monkeypatch.setenv(key, value)

@@ -31,10 +31,10 @@ from claude_version import CLAUDE_CODE_VERSION
 from cmsrun import CMS, Cms
 from standin import StandIn, ToolUse, expected_cost, message, text, tool_use
 
-from cms import api
-from cms.models import Preset, SessionRecord, Status
-from cms.paths import ProjectPaths
-from cms.store import Store
+from cms import ops as api
+from cms.base.paths import ProjectPaths
+from cms.engine.models import Preset, SessionRecord, Status
+from cms.engine.store import Store
 
 MODEL = "claude-sonnet-4-5"
 REPO = Path(__file__).resolve().parent.parent

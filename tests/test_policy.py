@@ -1,4 +1,4 @@
-"""Table-driven tests of cms.policy: every preset over ordinary and hostile tool calls.
+"""Table-driven tests of cms.policy.decide: every preset over ordinary and hostile tool calls.
 
 Paths are real: each test gets a working tree, a cms state folder, an outside folder,
 a home and a scratch "temp" folder under tmp_path, with symlinks that point out of the
@@ -18,8 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cms import policy
-from cms.policy import Decision, decide, parse_bash
+from cms.policy import decide as policy
+from cms.policy import rules, shell
+from cms.policy.decide import Decision, decide
+from cms.policy.shell import parse_bash
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,9 @@ class Layout:
             text = text.replace("{" + key + "}", str(getattr(self, key)))
         return text
 
-    def decide(self, preset: str, tool: str, tool_input: Mapping[str, object],
-               cwd: str | None = None) -> Decision:
+    def decide(
+        self, preset: str, tool: str, tool_input: Mapping[str, object], cwd: str | None = None
+    ) -> Decision:
         return decide(
             preset, tool, tool_input, str(self.wt), str(self.state),
             cwd=cwd, home=str(self.home), temp_dirs=[str(self.scratch)],
@@ -83,8 +86,19 @@ def lay(tmp_path: Path) -> Layout:
 
 # --------------------------------------------------------------------------- tools
 
-ALWAYS_ALLOWED = ["Read", "Grep", "Glob", "LS", "NotebookRead", "TodoWrite", "WebFetch",
-                  "WebSearch", "Task", "Agent", "ToolSearch"]
+ALWAYS_ALLOWED = [
+    "Read",
+    "Grep",
+    "Glob",
+    "LS",
+    "NotebookRead",
+    "TodoWrite",
+    "WebFetch",
+    "WebSearch",
+    "Task",
+    "Agent",
+    "ToolSearch",
+]
 PRESETS = ["read-only", "review", "plan", "edit", "full"]
 
 
@@ -124,8 +138,9 @@ TOOL_TABLE = [
 
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize(("tool", "tool_input", "expected"), TOOL_TABLE)
-def test_tool_table(lay: Layout, preset: str, tool: str, tool_input: dict[str, str],
-                    expected: dict[str, bool]) -> None:
+def test_tool_table(
+    lay: Layout, preset: str, tool: str, tool_input: dict[str, str], expected: dict[str, bool]
+) -> None:
     filled = {k: lay.fill(v) if isinstance(v, str) else v for k, v in tool_input.items()}
     decision = lay.decide(preset, tool, filled)
     assert decision.allow is expected[preset], decision.reason
@@ -322,7 +337,7 @@ EDIT_BASH_ALLOWED = [
     "printf '%s\\n' 'git push'",
     "x=1; echo $((x + 1))",
     "case $1 in a) echo a;; b) echo b;; esac",
-    "for f in src/*.py; do python -m py_compile \"$f\"; done",
+    'for f in src/*.py; do python -m py_compile "$f"; done',
     "if [ -f x ]; then echo yes; fi",
     "dd if=/dev/zero of=img.bin bs=1M count=1",
     "echo x > /dev/null; echo y 2>/dev/stderr",
@@ -450,8 +465,10 @@ EDIT_BASH_DENIED = [
     ("echo 'max_cost_usd = 100' >> {state}/projects/p/sessions/s.toml", "cms state"),
     ("echo x > $CMS_HOME/x", "cms state"),
     ('echo x > "${CMS_HOME}/projects/p/sessions/s.toml"', "cms state"),
-    ("sed -i 's/max_cost_usd = 1/max_cost_usd = 99/' {state}/projects/p/sessions/s.toml",
-     "cms state"),
+    (
+        "sed -i 's/max_cost_usd = 1/max_cost_usd = 99/' {state}/projects/p/sessions/s.toml",
+        "cms state",
+    ),
     ("cp /dev/null {state}/projects/p/project.toml", "cms state"),
     ("mv x {state}/", "cms state"),
     ("tee {state}/a < x", "cms state"),
@@ -545,9 +562,9 @@ def test_edit_bash_uses_the_shells_current_folder(lay: Layout) -> None:
 
 
 def test_the_destructive_table_is_one_list_with_reasons() -> None:
-    names = [rule.name for rule in policy.DESTRUCTIVE]
+    names = [rule.name for rule in rules.DESTRUCTIVE]
     assert len(names) == len(set(names))
-    for rule in policy.DESTRUCTIVE:
+    for rule in rules.DESTRUCTIVE:
         assert rule.reason and "\n" not in rule.reason
 
 
@@ -583,8 +600,7 @@ FILE_WRITES = [
 
 @pytest.mark.parametrize("tool", ["Write", "Edit", "MultiEdit", "NotebookEdit"])
 @pytest.mark.parametrize(("path", "allowed"), FILE_WRITES)
-def test_edit_file_tools_stay_in_the_tree(lay: Layout, tool: str, path: str,
-                                          allowed: bool) -> None:
+def test_edit_file_tools_stay_in_the_tree(lay: Layout, tool: str, path: str, allowed: bool) -> None:
     key = policy.WRITE_TOOLS[tool]
     decision = lay.decide("edit", tool, {key: lay.fill(path), "content": "x"})
     assert decision.allow is allowed, decision.reason
@@ -626,9 +642,9 @@ STATE_INSIDE = [
 
 
 @pytest.mark.parametrize(("tool", "tool_input", "allowed"), STATE_INSIDE)
-def test_state_inside_the_tree_is_still_protected(tmp_path: Path, tool: str,
-                                                  tool_input: dict[str, str],
-                                                  allowed: bool) -> None:
+def test_state_inside_the_tree_is_still_protected(
+    tmp_path: Path, tool: str, tool_input: dict[str, str], allowed: bool
+) -> None:
     lay = _make_layout(tmp_path, state_inside=True)
     filled = {k: lay.fill(v) for k, v in tool_input.items()}
     decision = lay.decide("edit", tool, filled)
@@ -644,8 +660,9 @@ def test_state_outside_and_tree_under_home(tmp_path: Path) -> None:
     wt.mkdir(parents=True)
 
     def bash(command: str) -> Decision:
-        return decide("edit", "Bash", {"command": command}, str(wt), str(state),
-                      home=str(home), temp_dirs=[])
+        return decide(
+            "edit", "Bash", {"command": command}, str(wt), str(state), home=str(home), temp_dirs=[]
+        )
 
     assert not bash("echo x > ~/.claude/cms/projects/p/sessions/s.toml").allow
     assert not bash("python3 -c \"open('~/.claude/cms/x', 'w')\"").allow
@@ -661,7 +678,12 @@ def test_state_outside_and_tree_under_home(tmp_path: Path) -> None:
 def test_parse_bash_splits_simple_commands() -> None:
     script = parse_bash("a 1 && b '2 3' | c; d & e\nf")
     assert [[w.text for w in c.words] for c in script.commands] == [
-        ["a", "1"], ["b", "2 3"], ["c"], ["d"], ["e"], ["f"],
+        ["a", "1"],
+        ["b", "2 3"],
+        ["c"],
+        ["d"],
+        ["e"],
+        ["f"],
     ]
     assert [c.piped for c in script.commands] == [False, False, True, False, False, False]
     assert script.commands[3].background
@@ -674,7 +696,9 @@ def test_parse_bash_sees_substitutions_and_redirections() -> None:
     inner = cmd.words[1].subs[0]
     assert [c.words[0].text for c in inner.commands] == ["rm", "touch"]
     assert [(r.fd, r.op, r.target.text, r.writes) for r in cmd.redirects] == [
-        ("", ">", "out", True), ("2", ">&", "1", False), ("", "<<<", "here", False),
+        ("", ">", "out", True),
+        ("2", ">&", "1", False),
+        ("", "<<<", "here", False),
     ]
 
 
@@ -686,23 +710,75 @@ def test_parse_bash_values() -> None:
 
 @pytest.mark.parametrize("bad", ["echo 'x", 'echo "x', "echo $(x", "echo `x", "a )", "( a"])
 def test_parse_bash_refuses_broken_syntax(bad: str) -> None:
-    with pytest.raises(policy.BashSyntaxError):
+    with pytest.raises(shell.BashSyntaxError):
         parse_bash(bad)
 
 
 @pytest.mark.parametrize("preset", ["edit", "review"])
 def test_deep_nesting_is_denied_not_crashed(lay: Layout, preset: str) -> None:
-    for command in ("echo " + "$(" * 2000 + ")" * 2000, "echo " + '"$(' * 500 + ')"' * 500,
-                    "echo " + "`echo \\`" * 300):
+    for command in (
+        "echo " + "$(" * 2000 + ")" * 2000,
+        "echo " + '"$(' * 500 + ')"' * 500,
+        "echo " + "`echo \\`" * 300,
+    ):
         decision = lay.bash(preset, command)
         assert not decision.allow
 
 
-SHELL_PIECES = [" ", "a", "-", "/", ".", "~", "*", "{", "}", ",", ";", "&", "|", "(", ")",
-                "<", ">", "$", "`", "'", '"', "\\", "\n", "#", "=", "sudo", "rm -rf", "git",
-                "push", "$(", "<<EOF", "EOF", "${", "$((", "))", "cd ..", "curl x", "sh -c",
-                "find / -exec", "{}", "xargs", "$'", "tar x -C", "kill -9 --", "-1", "env -S",
-                "case", "esac", "pwd", "$PWD", "$HOME", "$CMS_HOME"]
+SHELL_PIECES = [
+    " ",
+    "a",
+    "-",
+    "/",
+    ".",
+    "~",
+    "*",
+    "{",
+    "}",
+    ",",
+    ";",
+    "&",
+    "|",
+    "(",
+    ")",
+    "<",
+    ">",
+    "$",
+    "`",
+    "'",
+    '"',
+    "\\",
+    "\n",
+    "#",
+    "=",
+    "sudo",
+    "rm -rf",
+    "git",
+    "push",
+    "$(",
+    "<<EOF",
+    "EOF",
+    "${",
+    "$((",
+    "))",
+    "cd ..",
+    "curl x",
+    "sh -c",
+    "find / -exec",
+    "{}",
+    "xargs",
+    "$'",
+    "tar x -C",
+    "kill -9 --",
+    "-1",
+    "env -S",
+    "case",
+    "esac",
+    "pwd",
+    "$PWD",
+    "$HOME",
+    "$CMS_HOME",
+]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
@@ -710,8 +786,15 @@ SHELL_PIECES = [" ", "a", "-", "/", ".", "~", "*", "{", "}", ",", ";", "&", "|",
 def test_decide_never_raises(tmp_path: Path, pieces: list[str]) -> None:
     command = "".join(pieces)
     for preset in ("edit", "review"):
-        decision = decide(preset, "Bash", {"command": command}, str(tmp_path), "/nonexistent/s",
-                          home="/home/u", temp_dirs=[])
+        decision = decide(
+            preset,
+            "Bash",
+            {"command": command},
+            str(tmp_path),
+            "/nonexistent/s",
+            home="/home/u",
+            temp_dirs=[],
+        )
         assert decision.allow or decision.reason.startswith("cms: ")
 
 

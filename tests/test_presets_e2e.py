@@ -209,7 +209,7 @@ def test_aborted_session_next_tool_call_is_denied(
         time.sleep(0.05)
     os.kill(record["pid"], signal.SIGSTOP)
     try:
-        from cms import api
+        from cms import ops as api
 
         project_api = api.open_project(project, claude_env)
         project_api.store.update("ab", lambda r: setattr(r, "abort_requested", True))

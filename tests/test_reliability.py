@@ -42,15 +42,13 @@ import pytest
 from cmsrun import CMS, Cms, processes_of_session, processes_with_home, wait_gone
 from standin import Reply, StandIn, drop, error, expected_cost, text, tool_use
 
-from cms.paths import ProjectPaths
+from cms.base.paths import ProjectPaths
 
 MODEL = "claude-sonnet-4-5"
 LOAD_SESSIONS = 20
 
 
 # -- fixtures: the test's processes ---------------------------------------------------
-
-
 
 
 def pid_alive(pid: int) -> bool:
@@ -251,8 +249,8 @@ def test_a_new_session_the_queue_started_is_not_started_twice(
     # queue lock; a supervisor finishing meanwhile starts queued sessions, this one
     # too. The delegate must then not start it a second time (it did: the turn ran
     # twice, the spend doubled). Here the test plays that supervisor, deterministically.
-    from cms import launcher
-    from cms.store import Store
+    from cms.engine import launcher, lifecycle
+    from cms.engine.store import Store
 
     for key, value in cms.env.items():
         monkeypatch.setenv(key, value)
@@ -273,7 +271,7 @@ def test_a_new_session_the_queue_started_is_not_started_twice(
         _wait_for_file(paths.session_file("twice"))
         assert store.load("twice").status.value == "queued"
         # What launcher.start_queued does, while the delegate waits for the lock:
-        store.update("twice", lambda r: launcher.mark_running(r))
+        store.update("twice", lambda r: lifecycle.begin(r))
         launcher.spawn_supervisor(store, "twice")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
@@ -286,7 +284,7 @@ def test_a_new_session_the_queue_started_is_not_started_twice(
 def test_concurrent_sends_start_one_turn(
     cms: Cms, standin: StandIn, project: Path, cms_home: Path
 ) -> None:
-    from cms.store import Store
+    from cms.engine.store import Store
 
     standin.script("T-RACE", [text("first"), text("second", delay=1), text("third")])
     cms.ok("delegate", "race T-RACE", "--name", "race")
@@ -463,8 +461,8 @@ def test_sigkilled_cms_continue_leaves_old_or_raised_budget(
 def test_sigkilled_cms_delete_leaves_the_record_or_nothing(
     cms: Cms, project: Path, cms_home: Path
 ) -> None:
-    from cms.models import SessionRecord, Status
-    from cms.store import Store
+    from cms.engine.models import SessionRecord, Status
+    from cms.engine.store import Store
 
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)

@@ -26,14 +26,16 @@ import pytest
 from cmsrun import Cms
 from standin import StandIn, text, tool_use
 
-from cms import claude, sandbox
-from cms.paths import ProjectPaths
+from cms.base.paths import ProjectPaths
+from cms.engine import claude
+from cms.policy import sandbox
 
 pytestmark = pytest.mark.skipif(
     not sandbox.check().ok, reason=f"the sandbox cannot run here: {sandbox.check().detail}"
 )
 
 DELEGATE = "mcp__cms__delegate_task"
+CLI = f"{sys.executable} -m cms.ui.cli"
 
 
 @pytest.fixture
@@ -196,8 +198,8 @@ def test_a_child_delegates_through_mcp_within_its_own_limits(
                 {"task": "x T-GRANDKID", "name": "gk", "preset": "review", "wait_s": 60},
             ),
             # Bash cms inside the sandbox cannot write cms state: told to use MCP.
-            tool_use("Bash", {"command": f"{sys.executable} -m cms.cli delegate y --preset full"}),
-            tool_use("Bash", {"command": f"CMS_DEPTH=0 {sys.executable} -m cms.cli delegate y"}),
+            tool_use("Bash", {"command": f"{CLI} delegate y --preset full"}),
+            tool_use("Bash", {"command": f"CMS_DEPTH=0 {CLI} delegate y"}),
             text("parent done"),
         ],
     )
@@ -224,7 +226,7 @@ def test_a_child_delegates_through_mcp_within_its_own_limits(
 def test_a_child_without_the_sandbox_cannot_widen_by_bash_or_env(
     cms: Cms, standin: StandIn, project: Path
 ) -> None:
-    cli = f"{sys.executable} -m cms.cli"
+    cli = f"{sys.executable} -m cms.ui.cli"
     attempts: list[tuple[str, str]] = [
         (f"{cli} delegate a --name g1 --preset full", "wider preset"),
         (f"{cli} delegate a --name g2 --max-cost 100", "budget left"),
@@ -261,8 +263,8 @@ def test_a_child_without_the_sandbox_cannot_widen_by_bash_or_env(
 
 
 def test_what_a_child_starts_is_narrowed_to_it(claude_env: dict[str, str], project: Path) -> None:
-    from cms import api
-    from cms.errors import BudgetExhausted, CmsError
+    from cms import ops as api
+    from cms.base.errors import BudgetExhausted, CmsError
 
     user = api.open_project(project, claude_env)
     parent = api.spawn_session(

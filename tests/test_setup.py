@@ -1,6 +1,6 @@
 """``cms setup`` and the plugin on its own, against the real Claude Code CLI.
 
-Setup runs as ``python -m cms.cli setup`` in a throwaway HOME; the parents are real
+Setup runs as ``python -m cms.ui.cli setup`` in a throwaway HOME; the parents are real
 ``claude -p`` processes talking to the stand-in. Where a test must show that the
 plugin's scripts find their Python by themselves, PATH holds the pinned CLI, a
 ``python3`` without cms's dependencies (a bare venv) and /usr/bin:/bin, and no
@@ -24,7 +24,7 @@ import pytest
 from cmsrun import CMS, Cms, claude_p, copy_tracked_files
 from standin import StandIn, first_user_text, text
 
-from cms import setup
+from cms.ops import setup
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,6 +42,20 @@ SESSION_RECORDS = (
     "telemetry",
     "todos",
     "plugins/store",
+    # What Claude Code makes for a sandboxed run (a child's) and its housekeeping:
+    # its own, whoever runs claude, never setup's.
+    "dev-mods",
+    "seed-admin",
+    "ssh",
+    ".last-cleanup",
+    ".cc-writes",
+    "cache",
+    "child-logs",
+    "daemon",
+    "bridge-spawn",
+    "file-history",
+    "backups",
+    "debug",
 )
 
 
@@ -329,7 +343,7 @@ def test_a_wheel_carries_the_plugin_and_setup_works_from_it(
     )  # fmt: skip
     env = {**claude_env, "PYTHONPATH": str(site)}
     where = subprocess.run(
-        [sys.executable, "-c", "from cms import setup; print(setup.find_source().kind)"],
+        [sys.executable, "-c", "from cms.ops import setup; print(setup.find_source().kind)"],
         env=env, cwd=tmp_path, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert where.stdout.strip() == "wheel"

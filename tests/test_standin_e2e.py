@@ -53,8 +53,17 @@ class ClaudeRun:
 
 
 def claude_args(claude_env: dict[str, str], task: str, *extra: str) -> list[str]:
-    return [claude_env["CMS_CLAUDE_BIN"], "-p", task, "--output-format", "stream-json",
-            "--verbose", "--model", MODEL, *extra]
+    return [
+        claude_env["CMS_CLAUDE_BIN"],
+        "-p",
+        task,
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--model",
+        MODEL,
+        *extra,
+    ]
 
 
 def parse_run(returncode: int, stdout: str, stderr: str) -> ClaudeRun:
@@ -64,8 +73,13 @@ def parse_run(returncode: int, stdout: str, stderr: str) -> ClaudeRun:
 
 def run_claude(claude_env: dict[str, str], cwd: Path, task: str, *extra: str) -> ClaudeRun:
     proc = subprocess.run(
-        claude_args(claude_env, task, *extra), cwd=cwd, env=claude_env,
-        capture_output=True, text=True, timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL,
+        claude_args(claude_env, task, *extra),
+        cwd=cwd,
+        env=claude_env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        stdin=subprocess.DEVNULL,
     )
     return parse_run(proc.returncode, proc.stdout, proc.stderr)
 
@@ -83,8 +97,12 @@ def test_write_tool_creates_file_and_reports_cost(
     marker = new_marker()
     target = project / "hello.txt"
     replies = [
-        message("Writing it.", ToolUse("Write", {"file_path": str(target), "content": "hello\n"}),
-                input_tokens=1200, output_tokens=80),
+        message(
+            "Writing it.",
+            ToolUse("Write", {"file_path": str(target), "content": "hello\n"}),
+            input_tokens=1200,
+            output_tokens=80,
+        ),
         text("Wrote hello.txt.", input_tokens=1500, output_tokens=40),
     ]
     standin.script(marker, replies)
@@ -114,10 +132,13 @@ def test_model_is_sent_the_tool_result(
     standin: StandIn, claude_env: dict[str, str], project: Path
 ) -> None:
     marker = new_marker()
-    standin.script(marker, [
-        tool_use("Bash", {"command": "echo from-the-shell-$((6*7))", "description": "Echo"}),
-        text("The shell said 42."),
-    ])
+    standin.script(
+        marker,
+        [
+            tool_use("Bash", {"command": "echo from-the-shell-$((6*7))", "description": "Echo"}),
+            text("The shell said 42."),
+        ],
+    )
 
     run = run_claude(claude_env, project, f"Run a command. {marker}")
 
@@ -148,10 +169,13 @@ def test_max_turns_ends_with_error_max_turns(
     standin: StandIn, claude_env: dict[str, str], project: Path
 ) -> None:
     marker = new_marker()
-    standin.script(marker, [
-        tool_use("Bash", {"command": "echo step-one"}),
-        text("never reached"),
-    ])
+    standin.script(
+        marker,
+        [
+            tool_use("Bash", {"command": "echo step-one"}),
+            text("never reached"),
+        ],
+    )
 
     run = run_claude(claude_env, project, f"Two steps. {marker}", "--max-turns", "1")
 
@@ -217,15 +241,24 @@ def test_parallel_processes_follow_their_own_scripts(
     markers = [new_marker() for _ in range(3)]
     for i, marker in enumerate(markers):
         write = {"file_path": str(project / f"out-{i}.txt"), "content": f"{marker}\n"}
-        standin.script(marker, [
-            tool_use("Write", write, delay=0.3),
-            tool_use("Bash", {"command": f"echo {i} >> out-{i}.txt"}),
-            text(f"finished {i}", input_tokens=100 * (i + 1)),
-        ])
+        standin.script(
+            marker,
+            [
+                tool_use("Write", write, delay=0.3),
+                tool_use("Bash", {"command": f"echo {i} >> out-{i}.txt"}),
+                text(f"finished {i}", input_tokens=100 * (i + 1)),
+            ],
+        )
     procs = [
-        subprocess.Popen(claude_args(claude_env, f"Job {i}: {marker}"), cwd=project,
-                         env=claude_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         stdin=subprocess.DEVNULL, text=True)
+        subprocess.Popen(
+            claude_args(claude_env, f"Job {i}: {marker}"),
+            cwd=project,
+            env=claude_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
         for i, marker in enumerate(markers)
     ]
     runs: list[ClaudeRun] = []
@@ -238,8 +271,10 @@ def test_parallel_processes_follow_their_own_scripts(
         assert run.result["modelUsage"][MODEL]["inputTokens"] == 100 + 100 + 100 * (i + 1)
         assert (project / f"out-{i}.txt").read_text() == f"{marker}\n{i}\n"
         assert [r.turn for r in standin.requests_for(marker)] == [0, 1, 2]
-        session_ids = {json.loads(r.body["metadata"]["user_id"])["session_id"]
-                       for r in standin.requests_for(marker)}
+        session_ids = {
+            json.loads(r.body["metadata"]["user_id"])["session_id"]
+            for r in standin.requests_for(marker)
+        }
         assert session_ids == {run.result["session_id"]}
 
 
@@ -274,9 +309,15 @@ def test_cli_killed_during_a_delayed_turn(
 ) -> None:
     marker = new_marker()
     standin.script(marker, [text("too late", delay=30)])
-    proc = subprocess.Popen(claude_args(claude_env, f"Slow. {marker}"), cwd=project,
-                            env=claude_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        claude_args(claude_env, f"Slow. {marker}"),
+        cwd=project,
+        env=claude_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         standin.wait_for(marker, timeout=RUN_TIMEOUT)
         assert proc.poll() is None  # the turn is in flight
@@ -292,8 +333,12 @@ def test_cli_killed_during_a_delayed_turn(
 
 
 def post(url: str, body: dict[str, Any], timeout: float = 10) -> tuple[int, str]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"content-type": "application/json", "x-api-key": "k"})
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"content-type": "application/json", "x-api-key": "k"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read().decode()
@@ -301,17 +346,29 @@ def post(url: str, body: dict[str, Any], timeout: float = 10) -> tuple[int, str]
         return exc.code, exc.read().decode()
 
 
-def request_body(task: str, *, assistant_turns: int = 0, stream: bool = False,
-                 tools: bool = True) -> dict[str, Any]:
-    messages: list[dict[str, Any]] = [{"role": "user", "content": [
-        {"type": "text", "text": "<system-reminder>\ncontext\n</system-reminder>"},
-        {"type": "text", "text": task},
-    ]}]
+def request_body(
+    task: str, *, assistant_turns: int = 0, stream: bool = False, tools: bool = True
+) -> dict[str, Any]:
+    messages: list[dict[str, Any]] = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "<system-reminder>\ncontext\n</system-reminder>"},
+                {"type": "text", "text": task},
+            ],
+        }
+    ]
     for _ in range(assistant_turns):
-        messages += [{"role": "assistant", "content": [{"type": "text", "text": "x"}]},
-                     {"role": "user", "content": "more"}]
-    body: dict[str, Any] = {"model": "claude-test-1", "max_tokens": 100, "stream": stream,
-                            "messages": messages}
+        messages += [
+            {"role": "assistant", "content": [{"type": "text", "text": "x"}]},
+            {"role": "user", "content": "more"},
+        ]
+    body: dict[str, Any] = {
+        "model": "claude-test-1",
+        "max_tokens": 100,
+        "stream": stream,
+        "messages": messages,
+    }
     if tools:
         body["tools"] = [{"name": "Bash", "input_schema": {"type": "object"}}]
     return body
@@ -327,8 +384,9 @@ def test_non_streaming_reply_and_turn_selection(standin: StandIn) -> None:
     reply = json.loads(post(url, request_body("task T1", assistant_turns=1))[1])
     assert reply["model"] == "claude-test-1"
     assert reply["stop_reason"] == "tool_use"
-    assert reply["content"] == [{"type": "tool_use", "id": "toolu_1", "name": "Read",
-                                 "input": {"file_path": "/x"}}]
+    assert reply["content"] == [
+        {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"file_path": "/x"}}
+    ]
     assert reply["usage"]["input_tokens"] == 7 and reply["usage"]["output_tokens"] == 3
 
     def answer(body: dict[str, Any]) -> str:
@@ -349,8 +407,9 @@ def test_streaming_reply_events(standin: StandIn) -> None:
     assert status == 200
     assert [e["type"] for e in events][:2] == ["message_start", "content_block_start"]
     assert events[-2]["delta"]["stop_reason"] == "tool_use" and events[-1]["type"] == "message_stop"
-    partial = "".join(e["delta"].get("partial_json", "") for e in events
-                      if e["type"] == "content_block_delta")
+    partial = "".join(
+        e["delta"].get("partial_json", "") for e in events if e["type"] == "content_block_delta"
+    )
     assert json.loads(partial) == {"command": "x" * 150}
 
 
@@ -368,8 +427,10 @@ def test_error_body_shape(standin: StandIn) -> None:
     standin.script("E1", [error(529)])
     status, raw = post(standin.url + "/v1/messages", request_body("E1"))
     assert status == 529
-    assert json.loads(raw) == {"type": "error",
-                               "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    assert json.loads(raw) == {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "Overloaded"},
+    }
 
 
 def test_delay_ends_when_the_server_stops() -> None:

@@ -9,6 +9,7 @@ after a writer is SIGKILLed at any instant, corrupt files reported by name and s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -28,11 +29,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cms.api import name_from_task, open_project
-from cms.errors import BadInput, CorruptRecord, NotFound
-from cms.models import Preset, SessionRecord, Status
-from cms.paths import NAME_PATTERN, ProjectPaths, cms_home, project_key, valid_name
-from cms.store import Store
+from cms.base.errors import BadInput, CorruptRecord, NotFound
+from cms.base.paths import NAME_PATTERN, ProjectPaths, cms_home, project_key, valid_name
+from cms.engine.models import Preset, SessionRecord, Status
+from cms.engine.store import Store
+from cms.ops import name_from_task, open_project
 
 if TYPE_CHECKING:
     from multiprocessing.synchronize import Event
@@ -234,8 +235,8 @@ def test_everything_under_cms_home_is_private(project: Path, cms_home: Path) -> 
 INCREMENT = r"""
 import os, sys, time
 from pathlib import Path
-from cms.paths import ProjectPaths
-from cms.store import Store
+from cms.base.paths import ProjectPaths
+from cms.engine.store import Store
 
 home, project, go, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 store = Store(ProjectPaths.for_project(Path(project), Path(home)))
@@ -322,6 +323,15 @@ def _writer(home: str, project: str, ready: Event) -> None:
             store.update("big", change)
 
 
+def _wait_for_a_write(path: Path, turns: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, tomllib.TOMLDecodeError), open(path, "rb") as handle:
+            if tomllib.load(handle).get("turns", 0) > turns:
+                return
+        time.sleep(0.005)
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="uses the fork start method")
 def test_sigkilled_writer_never_leaves_a_broken_record(project: Path, cms_home: Path) -> None:
     store = make_store(project)
@@ -338,6 +348,10 @@ def test_sigkilled_writer_never_leaves_a_broken_record(project: Path, cms_home: 
         writer = ctx.Process(target=_writer, args=(str(cms_home), str(project), ready))
         writer.start()
         assert ready.wait(10), "writer did not start"
+        if attempt % 2 == 0:
+            # Every other time, let it finish one write first, so the test also proves
+            # progress on a loaded machine (where 0.12 s may not reach a first write).
+            _wait_for_a_write(path, last_turns)
         time.sleep(rng.uniform(0.0, 0.12))
         writer.kill()
         writer.join(10)

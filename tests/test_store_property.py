@@ -27,9 +27,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cms.models import SessionRecord, Status
-from cms.paths import ProjectPaths
-from cms.store import Store
+from cms.base.paths import ProjectPaths
+from cms.engine.models import SessionRecord, Status
+from cms.engine.store import Store
 
 if TYPE_CHECKING:
     from multiprocessing.synchronize import Event

@@ -28,10 +28,10 @@ import pytest
 from cmsrun import CMS, Cms
 from standin import StandIn, error, text, tool_use
 
-from cms import watch
-from cms.models import Preset, SessionRecord, Status
-from cms.paths import ProjectPaths
-from cms.store import Store
+from cms.base.paths import ProjectPaths
+from cms.engine.models import Preset, SessionRecord, Status
+from cms.engine.store import Store
+from cms.ui import watch
 
 TMUX = shutil.which("tmux")
 COLUMNS, LINES = 150, 30
@@ -331,6 +331,6 @@ def test_the_live_table_renders() -> None:
 
 
 def _overview(records: list[SessionRecord]) -> Any:
-    from cms.api import Overview
+    from cms.ops import Overview
 
     return Overview(Path("/p"), records, [], sum(r.cost_usd for r in records), None)

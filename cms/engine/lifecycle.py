@@ -1,0 +1,153 @@
+"""The one place a session's status changes: begin, queue, claim, end, interrupt,
+abort and finish.
+
+Every function here edits a record in place and is meant to run inside
+:meth:`cms.engine.store.Store.update`, under the record's lock; none does any I/O of
+its own (what a transition needs from outside, such as a transcript check or a kill,
+is done by the caller around it). So the rules of the states sit side by side:
+
+- ``queued`` → ``running`` (:func:`begin`) when a slot is free, else a session waits
+  ``queued`` with its message (:func:`queue`);
+- the supervisor :func:`claim` s a ``running`` record with its pid, and :func:`end`
+  records the outcome of the exchange (status, spend, turns, response);
+- a ``running`` record whose supervisor died becomes ``interrupted``
+  (:func:`interrupt`); ``abort`` makes a ``queued`` or ``running`` one ``aborted``;
+  ``finish`` closes an ended one.
+
+Whatever ends an exchange clears the same fields (:func:`_clear_exchange`): the pids,
+the deadline, the temp folder, the abort request.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from cms.engine.models import SessionRecord, Status, utcnow
+
+
+def _clear_exchange(record: SessionRecord) -> None:
+    """What belongs to a running exchange only: gone once it ended, however."""
+    record.pid = None
+    record.pid_started = None
+    record.child_pid = None
+    record.child_started = None
+    record.deadline = None
+    record.temp_dir = None
+    record.abort_requested = False
+
+
+def _ended(record: SessionRecord, status: Status, error: str | None) -> None:
+    _clear_exchange(record)
+    record.status = status
+    record.error = error or None
+    record.ended_at = utcnow()
+
+
+def begin(record: SessionRecord, message: str | None = None) -> None:
+    """The next exchange starts now: ``running``, its deadline from ``timeout_s``."""
+    _clear_exchange(record)
+    record.status = Status.RUNNING
+    record.turn_started_at = utcnow()
+    record.deadline = time.time() + record.timeout_s if record.timeout_s else None
+    record.error = None
+    if message is not None:
+        record.pending_message = message
+
+
+def queue(record: SessionRecord, message: str) -> None:
+    """The next exchange waits for a free slot (the project's parallel limit)."""
+    record.status = Status.QUEUED
+    record.pending_message = message
+    record.turn_started_at = utcnow()
+    record.error = None
+
+
+def claim(record: SessionRecord, pid: int, started: int | None) -> None:
+    """The supervisor that owns the exchange names itself."""
+    record.status = Status.RUNNING
+    record.pid = pid
+    record.pid_started = started
+
+
+@dataclass
+class Outcome:
+    """How an exchange ended, as the supervisor saw it."""
+
+    status: Status
+    error: str
+    cost_usd: float
+    turns: int
+    input_tokens: int
+    output_tokens: int
+    denials: int
+    response: str | None
+    #: Claude's session id as the result names it (None: keep the record's).
+    session_id: str | None
+    #: The result's subtype (None: the CLI gave no result).
+    subtype: str | None
+    saw_conversation: bool
+    last_activity: str | None
+
+
+def end(record: SessionRecord, outcome: Outcome) -> None:
+    """Record the outcome of an exchange: its spend, turns and refusals are settled
+    into the session's totals, and the result waits to be read."""
+    record.settled_cost_usd += outcome.cost_usd
+    record.settled_turns += outcome.turns
+    record.settled_denials += outcome.denials
+    record.cost_usd = record.settled_cost_usd
+    record.turns = record.settled_turns
+    record.denials = record.settled_denials
+    record.input_tokens += outcome.input_tokens
+    record.output_tokens += outcome.output_tokens
+    if outcome.session_id:
+        record.session_id = outcome.session_id
+    record.response = outcome.response
+    if outcome.saw_conversation:
+        record.has_conversation = True
+    if outcome.last_activity:
+        record.last_activity = outcome.last_activity
+    record.fork_from = None
+    record.outcome = outcome.subtype
+    record.pending_message = None
+    record.result_read = False
+    record.exchanges += 1
+    _ended(record, outcome.status, outcome.error)
+
+
+def interrupt(record: SessionRecord, conversation_saved: bool) -> bool:
+    """A ``running`` record whose supervisor is gone becomes ``interrupted`` (``cms
+    resume`` continues it). False when it is not running any more."""
+    if record.status is not Status.RUNNING:
+        return False
+    _ended(record, Status.INTERRUPTED, "its supervisor died before recording an outcome")
+    if conversation_saved:
+        record.has_conversation = True
+    return True
+
+
+def abort_queued(record: SessionRecord) -> bool:
+    """A ``queued`` session is aborted before it starts. False when it is not queued."""
+    if record.status is not Status.QUEUED:
+        return False
+    record.pending_message = None
+    _ended(record, Status.ABORTED, "aborted by cms abort while queued")
+    return True
+
+
+def request_abort(record: SessionRecord) -> None:
+    """Ask the supervisor (and the child's hook) to stop the running exchange."""
+    record.abort_requested = True
+
+
+def abort(record: SessionRecord) -> None:
+    """A running exchange whose supervisor could not record it: ``aborted``."""
+    if record.status.active:
+        _ended(record, Status.ABORTED, "aborted by cms abort")
+
+
+def finish(record: SessionRecord) -> None:
+    """Close an ended session: ``finished``, its result counted as read."""
+    record.status = Status.FINISHED
+    record.result_read = True

@@ -1,0 +1,510 @@
+"""The detached supervisor of one running exchange (one ``claude -p`` run).
+
+Started by :mod:`cms.engine.launcher` (forked, or as ``python -m cms.engine.launcher
+HOME PROJECT NAME``) in a process session of its own, with no terminal and none of
+the caller's file descriptors, so the command that started it may exit or be killed
+without harm. It owns the exchange from start to recorded outcome:
+
+- starts ``claude -p`` (its own process group) with the prompt on stdin;
+- reads stream-json line by line, appends every raw line to the session's log, and
+  keeps the record current (turns, tokens, live cost estimate, last activity);
+- ends the exchange itself when it runs past its deadline (``timed_out``), when the
+  session is aborted (``aborted``) or when the session's or project's spend reaches
+  its cap (``cost_exceeded``): the whole process tree is stopped, SIGTERM then SIGKILL;
+- records the outcome from the ``result`` event (trusting ``is_error``, not only the
+  subtype: an API error ends with subtype "success" and ``is_error`` true), or
+  ``failed`` with the stderr tail when the CLI crashed or exited without a result;
+- then calls back the launcher, which starts queued sessions if a slot is free.
+
+If the supervisor itself dies, the record still says ``running`` with a pid that is
+no longer alive: every reader then shows the session as ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from cms.base import paths
+from cms.base.errors import CmsError
+from cms.base.paths import ProjectPaths
+from cms.base.vocab import usd
+from cms.engine import claude, lifecycle, procs
+from cms.engine.models import ProjectConfig, SessionRecord, Status
+from cms.engine.store import Store
+from cms.engine.streamjson import LineFramer, TurnTally, parse_line
+from cms.policy import sandbox
+
+#: How often the record is rewritten while events stream in (seconds).
+RECORD_EVERY_S = 0.25
+#: How often the project's total spend is re-read for the project cap (seconds).
+PROJECT_CAP_EVERY_S = 1.0
+#: SIGTERM to SIGKILL grace when stopping claude.
+KILL_GRACE_S = 3.0
+STDERR_TAIL_CHARS = 2000
+
+#: Variables whose values are credentials. A child can print its environment (``env``)
+#: and the model can repeat what it read, so their values are replaced by
+#: ``[redacted]`` in every event line before it reaches the log or the record.
+SECRET_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+REDACTED = b"[redacted]"
+
+ERROR_FOR_SUBTYPE = {
+    "error_max_turns": Status.TURNS_EXCEEDED,
+    "error_max_budget_usd": Status.COST_EXCEEDED,
+}
+
+
+@dataclass
+class Stop:
+    """Why the supervisor ended the turn itself."""
+
+    status: Status
+    error: str
+
+
+class Supervisor:
+    """One exchange of session ``name``, from starting claude to the recorded outcome.
+
+    ``after`` runs once the outcome is recorded (the launcher passes "start what the
+    queue holds"), so this module needs nothing of the launcher's."""
+
+    def __init__(
+        self, paths: ProjectPaths, name: str, after: Callable[[], object] | None = None
+    ) -> None:
+        self.paths = paths
+        self.name = name
+        self.after = after
+        self.turns_passed: int | None = None
+        self.store = Store(paths)
+        self.tally = TurnTally()
+        self.stop: Stop | None = None
+        self.terminated = False
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.temp_dir: str | None = None
+        self.extra_env: dict[str, str] = {}
+        self._last_write = 0.0
+        self._last_cap_check = 0.0
+        self._project_other_spend = 0.0
+        self.secrets = [
+            value.encode() for key in SECRET_VARIABLES if len(value := os.environ.get(key, "")) >= 8
+        ]
+
+    def _redact(self, data: bytes) -> bytes:
+        for secret in self.secrets:
+            data = data.replace(secret, REDACTED)
+        return data
+
+    # -- signals ---------------------------------------------------------------
+
+    def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        self.terminated = True
+
+    # -- main ------------------------------------------------------------------
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        procs.become_subreaper()  # so what claude leaves behind can still be stopped
+        me, started = os.getpid(), procs.start_ticks(os.getpid())
+
+        record = self.store.update(self.name, lambda r: lifecycle.claim(r, me, started))
+        try:
+            return self._run_turn(record)
+        except Exception as exc:  # never leave a running record behind
+            self._log(traceback.format_exc())
+            self._kill_child()  # nor a claude that nobody supervises
+            procs.stop_descendants()
+            self._remove_temp()
+            self._finish(Status.FAILED, f"cms supervisor error: {exc}")
+            return 1
+
+    def _run_turn(self, record: SessionRecord) -> int:
+        config = self.store.load_project()
+        budget_left = None
+        if record.max_cost_usd is not None:
+            budget_left = record.max_cost_usd - record.settled_cost_usd
+        if config.limits.max_cost_usd is not None:
+            project_left = config.limits.max_cost_usd - self.store.spend()
+            budget_left = project_left if budget_left is None else min(budget_left, project_left)
+        turns_left = None
+        if record.max_turns is not None:
+            turns_left = record.max_turns - record.settled_turns
+        self.turns_passed = turns_left
+        try:
+            binary = claude.find_claude()
+        except CmsError as exc:
+            self._finish(Status.FAILED, exc.message)
+            return 1
+        cwd = record.cwd or str(self.paths.project)
+        settings = self._sandbox(record, cwd, config)
+        spec = claude.TurnSpec(
+            claude=binary,
+            session_id=record.session_id,
+            resume=record.has_conversation and not record.fork_from,
+            fork_from=record.fork_from,
+            preset=record.preset,
+            model=record.model,
+            max_budget_usd=budget_left,
+            max_turns=turns_left,
+            sandbox=settings,
+            delegates=record.depth < config.limits.max_depth,
+        )
+        env = claude.child_env(
+            os.environ,
+            session=record.name,
+            depth=record.depth,
+            project=self.paths.project,
+            home=self.paths.home,
+            temp_dir=self.temp_dir,
+        )
+        env.update(self.extra_env)
+        prompt = record.pending_message or record.task
+        stderr_path = self.paths.stderr_file(self.name)
+        log_path = self.paths.log_file(self.name)
+        with open(stderr_path, "wb") as stderr, open(log_path, "ab") as log:
+            os.chmod(stderr_path, 0o600)
+            os.chmod(log_path, 0o600)
+            try:
+                self.proc = subprocess.Popen(
+                    claude.build_argv(spec),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    cwd=cwd,
+                    env=env,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as exc:
+                self._finish(Status.FAILED, f"could not start claude ({binary}): {exc}")
+                return 1
+            child_pid, child_started = self.proc.pid, procs.start_ticks(self.proc.pid)
+
+            def note_child(r: SessionRecord) -> None:
+                r.child_pid, r.child_started = child_pid, child_started
+
+            self.store.update(self.name, note_child)
+            self._send_prompt(prompt)
+            self._pump(log)
+        # Tool processes claude ran in sessions of their own outlive a claude that was
+        # killed; the turn is over, so nothing of it may keep running.
+        procs.stop_descendants()
+        self._remove_temp()
+        return self._conclude(stderr_path)
+
+    def _sandbox(self, record: SessionRecord, cwd: str, config: ProjectConfig) -> Any:
+        """The turn's sandbox settings, and its private temp folder (None: no sandbox)."""
+        if not record.sandbox or not sandbox.needed(record.preset.value):
+            return None
+        self.temp_dir = tempfile.mkdtemp(prefix=f"cms-{record.name}-")
+        protected = self._protected(cwd)
+        temp_dir = self.temp_dir
+
+        def note_temp(r: SessionRecord) -> None:
+            r.temp_dir = temp_dir
+
+        self.store.update(self.name, note_temp)
+        self._git_excludes(cwd, temp_dir)
+        return sandbox.settings(
+            record.preset.value,
+            cwd=cwd,
+            temp_dir=temp_dir,
+            state_dir=str(self.paths.home),
+            protected=protected,
+            allowed_domains=config.sandbox.allowed_domains,
+            denied_domains=config.sandbox.denied_domains,
+        )
+
+    def _protected(self, cwd: str) -> list[str]:
+        """Places beyond cms state the child's commands must not write: Claude Code's
+        folder (all of it but the way to the tree, when the tree lies inside) and the
+        folders Claude Code's sandbox would leave writable in the home."""
+        home = Path(os.environ.get("HOME") or Path.home())
+        for name in sandbox.HOME_WRITABLE:
+            with contextlib.suppress(OSError):
+                (home / name).mkdir(parents=True, exist_ok=True, mode=0o700)
+        protected = sandbox.shielded(paths.claude_config_dir(), Path(cwd))
+        return protected + [str(home / name) for name in sandbox.HOME_WRITABLE]
+
+    def _git_excludes(self, cwd: str, temp_dir: str) -> None:
+        """Point the child's git at an excludes file that hides the sandbox's
+        placeholders (see :func:`cms.sandbox.git_excludes`)."""
+        user = ""
+        done = procs.run(["git", "config", "--global", "--path", "--get", "core.excludesFile"])
+        default = os.path.join(
+            os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "git", "ignore"
+        )
+        source = done.stdout.strip() if done.ok and done.stdout.strip() else default
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            user = Path(source).read_text(encoding="utf-8")
+        path = os.path.join(temp_dir, "git-excludes")
+        Path(path).write_text(sandbox.git_excludes(cwd, user), encoding="utf-8")
+        given = os.environ.get("GIT_CONFIG_COUNT", "0")
+        count = int(given) if given.isdigit() else 0
+        self.extra_env = {
+            "GIT_CONFIG_COUNT": str(count + 1),
+            f"GIT_CONFIG_KEY_{count}": "core.excludesFile",
+            f"GIT_CONFIG_VALUE_{count}": path,
+        }
+
+    def _remove_temp(self) -> None:
+        if self.temp_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def _send_prompt(self, prompt: str) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(prompt.encode("utf-8"))
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # claude died at once; its exit status and stderr tell why
+
+    # -- the event loop ----------------------------------------------------------
+
+    def _pump(self, log: IO[bytes]) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        stdout = self.proc.stdout
+        framer = LineFramer()
+        selector = selectors.DefaultSelector()
+        selector.register(stdout, selectors.EVENT_READ)
+        fd = stdout.fileno()
+        open_stream = True
+        exited_at: float | None = None
+        while open_stream:
+            if self.stop is None:
+                self.stop = self._check_limits()
+                if self.stop is not None:
+                    self._kill_child()
+            for _key, _mask in selector.select(timeout=0.2):
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    open_stream = False
+                    break
+                for line in framer.feed(chunk):
+                    self._handle_line(line, log)
+            if open_stream and self.proc.poll() is not None:
+                # claude is gone but something it started may still hold the pipe.
+                exited_at = exited_at or time.monotonic()
+                if time.monotonic() - exited_at > 2.0:
+                    open_stream = False
+            if not open_stream:
+                for line in framer.flush():
+                    self._handle_line(line, log)
+            self._maybe_write()
+        selector.close()
+        try:
+            self.proc.wait(timeout=KILL_GRACE_S * 2)
+        except subprocess.TimeoutExpired:
+            self._kill_child()
+            self.proc.wait()
+
+    def _handle_line(self, line: bytes, log: IO[bytes]) -> None:
+        line = self._redact(line)
+        log.write(line.rstrip(b"\r\n") + b"\n")
+        log.flush()
+        event = parse_line(line)
+        if event is None:
+            self.tally.bad_lines += 1
+            return
+        before = self.tally.result
+        self.tally.add(event)
+        if self.tally.result is not before:
+            self._maybe_write(force=True)
+
+    def _check_limits(self) -> Stop | None:
+        if self.terminated:
+            record = self.store.load(self.name)
+            if record.abort_requested:
+                return Stop(Status.ABORTED, "aborted by cms abort")
+            return Stop(Status.FAILED, "the cms supervisor was terminated")
+        record = self.store.load(self.name)
+        if record.abort_requested:
+            return Stop(Status.ABORTED, "aborted by cms abort")
+        if record.deadline is not None and time.time() >= record.deadline:
+            limit = f"{record.timeout_s:g}s" if record.timeout_s else "its deadline"
+            return Stop(Status.TIMED_OUT, f"the turn ran past its timeout of {limit}")
+        spend = record.settled_cost_usd + self.tally.estimated_cost_usd
+        if record.max_cost_usd is not None and spend >= record.max_cost_usd:
+            return Stop(
+                Status.COST_EXCEEDED,
+                f"spend {usd(spend)} reached the session budget {usd(record.max_cost_usd)}",
+            )
+        now = time.monotonic()
+        if now - self._last_cap_check >= PROJECT_CAP_EVERY_S:
+            self._last_cap_check = now
+            cap = self.store.load_project().limits.max_cost_usd
+            if cap is not None:
+                total = self.store.spend(exclude=self.name) + spend
+                if total >= cap:
+                    return Stop(
+                        Status.COST_EXCEEDED,
+                        f"the project's spend {usd(total)} reached its cap {usd(cap)}",
+                    )
+        return None
+
+    def _kill_child(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            procs.kill_tree(self.proc.pid, grace_s=KILL_GRACE_S)
+
+    def _maybe_write(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_write < RECORD_EVERY_S:
+            return
+        self._last_write = now
+        tally = self.tally
+
+        def live(record: SessionRecord) -> None:
+            record.cost_usd = record.settled_cost_usd + tally.estimated_cost_usd
+            record.turns = record.settled_turns + tally.api_calls
+            record.denials = record.settled_denials + tally.denials
+            if tally.last_activity:
+                record.last_activity = tally.last_activity
+            if tally.saw_conversation:
+                record.has_conversation = True
+
+        self.store.update(self.name, live)
+
+    # -- the outcome -------------------------------------------------------------
+
+    def _conclude(self, stderr_path: Path) -> int:
+        assert self.proc is not None
+        code = self.proc.returncode
+        result = self.tally.result
+        self._redact_file(stderr_path)
+        stderr_tail = _tail(stderr_path)
+        if self.stop is not None:
+            status, error = self.stop.status, self.stop.error
+        elif result is not None:
+            subtype = str(result.get("subtype", ""))
+            if subtype in ERROR_FOR_SUBTYPE:
+                status = ERROR_FOR_SUBTYPE[subtype]
+                error = "; ".join(result.get("errors") or []) or subtype
+            elif result.get("is_error") or subtype != "success":
+                status = Status.FAILED
+                error = _result_error(result, stderr_tail, code)
+            else:
+                status, error = Status.COMPLETED, ""
+        else:
+            status = Status.FAILED
+            error = stderr_tail or f"claude exited with status {code} and no result"
+            if code is not None and code < 0:
+                error = f"claude was killed by signal {-code}. {error}".strip()
+        self._finish(status, error)
+        return 0 if status is Status.COMPLETED else 1
+
+    def _finish(self, status: Status, error: str) -> None:
+        # The verdict goes into the log first: a reader that sees the final status
+        # (`cms logs --follow`) then finds the log complete.
+        self._log_outcome(status, error)
+        outcome = self._outcome(status, error)
+        self.store.update(self.name, lambda r: lifecycle.end(r, outcome))
+        if self.after is not None:
+            try:
+                self.after()
+            except Exception:
+                self._log(traceback.format_exc())
+
+    def _outcome(self, status: Status, error: str) -> lifecycle.Outcome:
+        """The exchange's outcome: the CLI's own figures where its result gives them,
+        else the live tally."""
+        tally, result = self.tally, self.tally.result
+        cost = tally.estimated_cost_usd
+        turns = tally.api_calls
+        response = tally.last_text
+        session_id = None
+        if result is not None:
+            if isinstance(result.get("total_cost_usd"), int | float):
+                cost = float(result["total_cost_usd"])
+            if isinstance(result.get("num_turns"), int):
+                turns = int(result["num_turns"])
+                if self.turns_passed is not None:
+                    # error_max_turns reports the refused turn too; count turns used.
+                    turns = min(turns, max(self.turns_passed, 1))
+            sid = result.get("session_id")
+            session_id = sid if isinstance(sid, str) and sid else None
+            text = result.get("result")
+            response = text if isinstance(text, str) else tally.last_text
+        return lifecycle.Outcome(
+            status=status,
+            error=error,
+            cost_usd=cost,
+            turns=turns,
+            input_tokens=tally.input_tokens,
+            output_tokens=tally.output_tokens,
+            denials=tally.denials,
+            response=response,
+            session_id=session_id,
+            subtype=str(result.get("subtype")) if result else None,
+            saw_conversation=tally.saw_conversation,
+            last_activity=tally.last_activity,
+        )
+
+    def _log_outcome(self, status: Status, error: str) -> None:
+        """Close the turn in the event log with cms's own verdict (``cms logs`` shows it)."""
+        event = {"type": "cms_outcome", "status": status.value, "error": error or None}
+        with contextlib.suppress(OSError), open(self.paths.log_file(self.name), "ab") as log:
+            log.write(json.dumps(event).encode() + b"\n")
+
+    def _log(self, text: str) -> None:
+        text = self._redact(text.encode("utf-8", "replace")).decode("utf-8", "replace")
+        with contextlib.suppress(OSError), open(self.paths.supervisor_log(self.name), "a") as f:
+            f.write(text)
+
+    def _redact_file(self, path: Path) -> None:
+        """Redact secrets from a file claude wrote itself (its stderr), in place."""
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(64 * 1024 * 1024)
+            clean = self._redact(data)
+            if clean != data:
+                with open(path, "r+b") as handle:
+                    handle.write(clean)
+                    handle.truncate()
+        except OSError:
+            pass
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - STDERR_TAIL_CHARS))
+            data = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return data.strip()
+
+
+def _result_error(result: dict[str, object] | object, stderr_tail: str, code: int | None) -> str:
+    assert isinstance(result, dict)
+    parts: list[str] = []
+    text = result.get("result")
+    if isinstance(text, str) and text.strip():
+        parts.append(text.strip())
+    errors = result.get("errors")
+    if isinstance(errors, list):
+        parts.extend(str(e) for e in errors if str(e).strip())
+    status = result.get("api_error_status")
+    if status:
+        parts.insert(0, f"API error {status}:")
+    if not parts and stderr_tail:
+        parts.append(stderr_tail)
+    if not parts:
+        parts.append(f"claude ended with an error (exit {code})")
+    return " ".join(parts)

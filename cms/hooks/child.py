@@ -1,0 +1,321 @@
+"""Hook entry points that run inside child sessions: ``python -m cms.hooks.child EVENT``.
+
+This module owns what a Claude Code hook of a cms child does (docs/DESIGN.md, "Safety
+presets" and "Architecture notes"). ``pre-tool-use`` runs before every tool call of
+every child: it denies every call once the session's record says stop (aborted, out of
+budget, past its deadline, project cap spent), and otherwise asks :mod:`cms.policy.decide`
+whether the session's preset allows the call. The parent's events
+(``session-start``, ``stop``, ``user-prompt-submit``) are passed to
+:mod:`cms.hooks.parent`.
+
+It is on the hot path, so it imports only the standard library plus :mod:`cms.base.paths`
+and :mod:`cms.policy.decide` (both standard library only), reads the TOML records with
+:mod:`tomllib` directly (the field names are those of :mod:`cms.engine.models`), and never
+imports pydantic, click, rich, filelock or the store.
+
+Inside a managed child (``CMS_SESSION`` set) it fails closed: a call it cannot read
+(not JSON, a NUL, a lone surrogate, an input that is not an object), a record it
+cannot parse (a child may corrupt its own on purpose), a budget that is not a number,
+or an internal error is a denial with a one-line reason. In the user's own session it
+fails open: cms breaking must never block the user's work.
+
+Protocol (Claude Code 2.1.x): the hook reads one JSON object on stdin; it denies by
+printing ``{"hookSpecificOutput": {"hookEventName": "PreToolUse",
+"permissionDecision": "deny", "permissionDecisionReason": ...}}`` and exiting 0, and
+allows by printing nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from typing import Any, BinaryIO
+
+from cms.base import paths, vocab
+from cms.policy import decide as policy
+
+#: A hook handler reads the event's JSON from ``stdin`` and returns what to print on
+#: stdout ("" for nothing). Handlers must not print themselves.
+Handler = Callable[[BinaryIO, Mapping[str, str]], str]
+
+
+def _warn(message: str) -> None:
+    # Claude Code shows a hook's stderr in verbose/debug output only; it never reaches
+    # the model, so this is for whoever debugs a session.
+    try:
+        sys.stderr.write(f"cms hook: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+class Refusal(Exception):
+    """Inside a managed child, what the hook cannot read or check: a denial whose
+    one-line reason is the message (failing closed, since a child may break its own
+    record, or send a call the checker cannot read, on purpose)."""
+
+
+# ------------------------------------------------------------------------ records
+
+
+def _load_toml(path: str, what: str, missing_ok: bool = False) -> dict[str, Any] | None:
+    """The TOML file at ``path``; None when it is missing and ``missing_ok``. Any file
+    that cannot be read is a :class:`Refusal`: the store replaces files atomically, so
+    a half-written file is never seen and an unreadable one was broken on purpose or
+    by hand."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        raise Refusal(f"its {what} {path} is missing") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, ValueError) as exc:
+        raise Refusal(f"its {what} {path} cannot be read ({_one_line(str(exc))})") from None
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _number(data: Mapping[str, Any], key: str) -> float | None:
+    """A finite number field, or None when absent; any other value is a Refusal (a
+    budget that is not a number would otherwise switch the limit off)."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise Refusal(f"{key} = {value!r} in its record is not a finite number")
+    return float(value)
+
+
+def session_stop_reason(name: str, record: Mapping[str, Any], now: float) -> str | None:
+    """Why the session's own record says every tool call must stop (None: it does not)."""
+    if record.get("status") == "aborted" or record.get("abort_requested") is True:
+        return f"cms: session '{name}' was aborted; stop now and end your turn"
+    cost, max_cost = _number(record, "cost_usd"), _number(record, "max_cost_usd")
+    if max_cost is not None and (cost or 0.0) >= max_cost:
+        return (
+            f"cms: session '{name}' has spent {vocab.usd(cost or 0.0)} of its "
+            f"{vocab.usd(max_cost)} budget; stopping"
+        )
+    # The CLI enforces --max-turns itself and still runs the tool calls of the last turn;
+    # this only catches a session that is already past its limit.
+    turns, max_turns = _number(record, "turns"), _number(record, "max_turns")
+    if max_turns is not None and turns is not None and turns > max_turns:
+        return f"cms: session '{name}' has used {turns:g} of its {max_turns:g} turns; stopping"
+    deadline = _number(record, "deadline")
+    if deadline is not None and now >= deadline:
+        return (
+            f"cms: session '{name}' is past its deadline (the turn's timeout ran out "
+            f"{now - deadline:.0f}s ago); stopping"
+        )
+    return None
+
+
+def project_stop_reason(project_paths: paths.ProjectPaths) -> str | None:
+    """Why the project's spend cap stops every session (None: no cap, or not reached)."""
+    config = _load_toml(str(project_paths.project_file), "project file", missing_ok=True)
+    limits = config.get("limits") if config else None
+    if limits is None:
+        return None
+    if not isinstance(limits, dict):
+        raise Refusal(f"[limits] in {project_paths.project_file} is not a table")
+    cap = _number(limits, "max_cost_usd")
+    if cap is None:
+        return None
+    total = 0.0
+    sessions_dir = str(project_paths.sessions_dir)
+    try:
+        entries = sorted(e.name for e in os.scandir(sessions_dir) if e.name.endswith(".toml"))
+    except OSError as exc:
+        raise Refusal(f"cannot list {sessions_dir} to check the project's cap ({exc})") from None
+    for entry in entries:
+        if entry.startswith("."):
+            continue
+        record = _load_toml(os.path.join(sessions_dir, entry), "session record", missing_ok=True)
+        if record:
+            total += _number(record, "cost_usd") or 0.0
+    if total >= cap:
+        return (
+            f"cms: the project has spent {vocab.usd(total)} of its {vocab.usd(cap)} cap over "
+            f"all sessions; stopping"
+        )
+    return None
+
+
+# ------------------------------------------------------------------------ events
+
+
+def _deny(reason: str) -> str:
+    return json.dumps(
+        {
+            "hookSpecificOutput": {
+                "hookEventName": "PreToolUse",
+                "permissionDecision": "deny",
+                "permissionDecisionReason": reason,
+            }
+        }
+    )
+
+
+def _unreadable(value: Any, where: str = "tool_input") -> str | None:
+    """Where the call holds text the checker cannot read faithfully: a NUL (the shell
+    and the kernel stop a path or an argument there, the checker would not) or a lone
+    surrogate (no file name or command can hold one)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{where} holds a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{where} holds a lone surrogate (not valid Unicode)"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _unreadable(key, where) or _unreadable(item, f"{where}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _unreadable(item, f"{where}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def _call(raw: bytes) -> tuple[str, dict[str, Any], str | None]:
+    """(tool name, tool input, the shell's cwd) of the hook's input, or a Refusal."""
+    try:
+        payload = json.loads(raw)
+    except ValueError as exc:
+        raise Refusal(f"the hook's input is not JSON ({_one_line(str(exc))})") from None
+    if not isinstance(payload, dict):
+        raise Refusal("the hook's input is not a JSON object")
+    tool_name = payload.get("tool_name")
+    if not isinstance(tool_name, str) or not tool_name:
+        raise Refusal("the hook's input names no tool")
+    tool_input = payload.get("tool_input", {})
+    if not isinstance(tool_input, dict):
+        raise Refusal(f"the input of {tool_name} is not an object")
+    problem = _unreadable(tool_name, "tool_name") or _unreadable(tool_input)
+    if problem:
+        raise Refusal(problem)
+    shell_cwd = payload.get("cwd")
+    if shell_cwd is not None and (not isinstance(shell_cwd, str) or _unreadable(shell_cwd)):
+        raise Refusal("the hook's input has an unreadable cwd")
+    return tool_name, tool_input, shell_cwd or None
+
+
+def pre_tool_use(stdin: BinaryIO, env: Mapping[str, str], now: float | None = None) -> str:
+    """The PreToolUse decision: "" to allow, a deny JSON object to deny.
+
+    In a session cms does not manage (no ``CMS_SESSION``) it allows at once. In a
+    managed child every problem is a denial (:class:`Refusal`)."""
+    name = env.get("CMS_SESSION", "")
+    if not name:
+        return ""  # not a session cms manages (the user's own session)
+    # Read all of stdin before deciding: Claude Code writes the whole call (a Write's
+    # content too) and should never meet a closed pipe.
+    raw = stdin.read()
+    try:
+        return _decide(name, raw, env, time.time() if now is None else now)
+    except Refusal as refusal:
+        return _deny(f"cms: denied because {refusal}; the call was not checked, so it is refused")
+
+
+def _decide(name: str, raw: bytes, env: Mapping[str, str], now: float) -> str:
+    if not paths.valid_name(name):
+        raise Refusal(f"CMS_SESSION={name[:80]!r} is not a valid session name")
+    home = paths.cms_home(env)
+    project = paths.resolve_project(env=env)
+    project_paths = paths.ProjectPaths.for_project(project, home)
+    record = _load_toml(str(project_paths.session_file(name)), "session record")
+    assert record is not None
+    reason = session_stop_reason(name, record, now) or project_stop_reason(project_paths)
+    if reason is not None:
+        return _deny(reason)
+    tool_name, tool_input, shell_cwd = _call(raw)
+    preset = record.get("preset", "edit")
+    if not isinstance(preset, str):
+        raise Refusal(f"preset = {preset!r} in its record is not a preset name")
+    worktree = record.get("cwd") or env.get("CMS_PROJECT") or shell_cwd
+    if not isinstance(worktree, str) or not worktree:
+        worktree = str(project)
+    temp = record.get("temp_dir")
+    decision = policy.decide(
+        preset,
+        tool_name,
+        tool_input,
+        worktree,
+        str(home),
+        cwd=shell_cwd,
+        home=env.get("HOME") or None,
+        # The turn's private temp folder (its commands' TMPDIR), never /tmp itself.
+        temp_dirs=[temp] if isinstance(temp, str) and temp else [],
+        # Records written before the sandbox existed lack the key: strict, as they ran.
+        sandboxed=record.get("sandbox") is True,
+    )
+    return "" if decision.allow else _deny(decision.reason)
+
+
+HANDLERS: Mapping[str, Handler] = {
+    "pre-tool-use": pre_tool_use,
+}
+#: Hooks of the parent session live in cms.hooks.parent (also standard library only).
+PARENT_EVENTS = ("session-start", "stop")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the hook for ``argv[0]`` (an event name); always exits 0.
+
+    Exit status 2 would make Claude Code block the call, so even a usage error returns
+    0: a misconfigured hook must not stop the session.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    event = args[0] if args else ""
+    if event in PARENT_EVENTS:
+        from cms.hooks import parent as parent_hooks
+
+        return parent_hooks.main([event])
+    managed = bool(os.environ.get("CMS_SESSION"))
+    try:
+        handler = HANDLERS.get(event)
+        if handler is None:
+            _warn(f"unknown hook event {event!r} (expected one of {', '.join(HANDLERS)})")
+            if managed:
+                _emit(_deny(f"cms: the cms hook was called for an unknown event {event!r}"))
+            return 0
+        output = handler(sys.stdin.buffer, os.environ)
+    except Exception as exc:
+        # In the user's own session a bug must never block the work; inside a managed
+        # child it must never let a call through unchecked.
+        what = f"{type(exc).__name__}: {_one_line(str(exc), 120)}"
+        if not managed:
+            _warn(f"internal error in the {event} hook ({what}); allowing")
+            return 0
+        _warn(f"internal error in the {event} hook ({what}); denying")
+        output = _deny(
+            f"cms: denied because the cms hook failed ({what}); the call was not checked"
+        )
+    _emit(output)
+    return 0
+
+
+def _emit(output: str) -> None:
+    if output:
+        try:
+            sys.stdout.write(output + "\n")
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

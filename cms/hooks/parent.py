@@ -1,0 +1,185 @@
+"""Hooks of the parent session (the user's own Claude Code, with the plugin loaded).
+
+- ``session-start``: the strategy guide (CLAUDE.md) and, when the project has sessions
+  that are running, queued, interrupted, or completed and not yet read, a short note
+  naming them and how to continue. Nothing about sessions when there are none.
+- ``stop``: when the parent is about to stop while sessions it started are still
+  running, or ended with results it has not read, hold the stop once with a reason
+  naming them. Never twice in a row (``stop_hook_active``), never a parent that
+  started none.
+
+Both read the records with :mod:`tomllib` and the standard library only: they run at
+every start and every stop of the user's sessions. (The plugin's argument-taking slash
+commands, which need the whole of cms, run from :mod:`cms.ui.slash`.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tomllib
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cms.base import paths, vocab
+from cms.engine import procs
+
+ACTIVE = vocab.ACTIVE
+ENDED = vocab.ENDED
+
+
+def _records(env: Mapping[str, str], cwd: str | None) -> list[dict[str, Any]]:
+    project = paths.resolve_project(None, env, Path(cwd) if cwd else None)
+    where = paths.ProjectPaths.for_project(project, paths.cms_home(env))
+    found: list[dict[str, Any]] = []
+    try:
+        names = sorted(os.listdir(where.sessions_dir))
+    except OSError:
+        return found
+    for entry in names:
+        if not entry.endswith(".toml") or entry.startswith("."):
+            continue
+        try:
+            with open(where.sessions_dir / entry, "rb") as handle:
+                data = tomllib.load(handle)
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            continue
+        if data.get("status") == "running" and not _supervisor_alive(data):
+            data["status"] = "interrupted"
+        found.append(data)
+    return found
+
+
+def _supervisor_alive(record: Mapping[str, Any]) -> bool:
+    """:func:`cms.procs.supervisor_alive` on a record read with tomllib."""
+
+    def field(key: str, kind: type) -> Any:
+        value = record.get(key)
+        return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+    marked_at = field("turn_started_at", datetime) or field("updated_at", datetime)
+    return procs.supervisor_alive(field("pid", int), field("pid_started", int), marked_at)
+
+
+def _names(records: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{r.get('name')} ({r.get('status')})" for r in records)
+
+
+#: The strategy guide for the parent, shipped as the plugin's skill.
+GUIDE = (paths.plugin_root() or paths.PACKAGE_PARENT) / "skills" / "delegating" / "SKILL.md"
+
+
+def _guide() -> str:
+    """The guide's text without its frontmatter."""
+    try:
+        text = GUIDE.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    if text.startswith("---"):
+        end = text.find("\n---", 3)
+        if end >= 0:
+            text = text[end + 4 :]
+    return text.strip()
+
+
+def session_start(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    if env.get("CMS_SESSION"):
+        return ""  # a cms child: no guide, no recovery note
+    records = _records(env, event.get("cwd") if isinstance(event.get("cwd"), str) else None)
+    pending = [
+        r
+        for r in records
+        if r.get("status") in (*ACTIVE, "interrupted")
+        or (r.get("status") in ENDED and not r.get("result_read", False))
+    ]
+    parts = []
+    guide = _guide()
+    if guide:
+        parts.append(guide)
+    if pending:
+        lines = [
+            "cms sessions of this project that need you: " + _names(pending) + ".",
+            "See them with /cms:sessions (or `cms list`); read a result with "
+            "`cms result NAME`; continue an interrupted one with `cms resume NAME`; "
+            "wait for running ones with `cms wait NAME`.",
+        ]
+        parts.append("\n".join(lines))
+    if not parts:
+        return ""
+    output = {
+        "hookSpecificOutput": {
+            "hookEventName": "SessionStart",
+            "additionalContext": "\n\n".join(parts),
+        }
+    }
+    return json.dumps(output)
+
+
+def stop(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    if event.get("stop_hook_active"):
+        return ""  # held once already: never twice in a row
+    parent = event.get("session_id")
+    if not isinstance(parent, str) or not parent:
+        return ""
+    records = _records(env, event.get("cwd") if isinstance(event.get("cwd"), str) else None)
+    mine = [r for r in records if r.get("parent_session_id") == parent]
+    running = [r for r in mine if r.get("status") in ACTIVE]
+    unread = [r for r in mine if r.get("status") in ENDED and not r.get("result_read", False)]
+    if not running and not unread:
+        return ""
+    reasons = []
+    if running:
+        names = " ".join(str(r.get("name")) for r in running)
+        reasons.append(
+            f"sessions you started are still running: {_names(running)}; wait for them "
+            f"(`cms wait {names}`) or abort them"
+        )
+    if unread:
+        names = " ".join(str(r.get("name")) for r in unread)
+        reasons.append(
+            f"sessions you started ended with results you have not read: {_names(unread)}; "
+            f"read them with `cms result NAME` ({names})"
+        )
+    return json.dumps({"decision": "block", "reason": "cms: " + "; ".join(reasons) + "."})
+
+
+#: A hook of the user's session: the event's JSON in, what to print out ("": nothing).
+Handler = Callable[[Mapping[str, Any], Mapping[str, str]], str]
+
+HANDLERS: Mapping[str, Handler] = {
+    "session-start": session_start,
+    "stop": stop,
+}
+
+
+def run_user_hook(handlers: Mapping[str, Handler], argv: list[str] | None = None) -> int:
+    """Run the hook of the user's session named by ``argv[0]``: its JSON on stdin, its
+    output on stdout. Any failure prints nothing (the user's work goes on) and says why
+    on stderr: in the user's own session cms fails open."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] not in handlers:
+        sys.stderr.write(f"cms hook: unknown event {args!r}; use {', '.join(handlers)}\n")
+        return 0
+    try:
+        event = json.loads(sys.stdin.buffer.read() or b"{}")
+        if not isinstance(event, dict):
+            raise ValueError("hook input is not a JSON object")
+        output = handlers[args[0]](event, os.environ)
+    except Exception as exc:  # never break the user's session
+        sys.stderr.write(f"cms hook {args[0]}: {type(exc).__name__}: {exc}\n")
+        return 0
+    if output:
+        sys.stdout.write(output + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one parent hook (``session-start``, ``stop``)."""
+    return run_user_hook(HANDLERS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""Reading, waiting for, stopping and removing sessions.
+
+Waiting is polling the record, so a waiter can come and go (another terminal, a later
+conversation) without affecting the exchange. Nothing here prints; failures are
+:class:`cms.base.errors.CmsError`, raised before anything is changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cms.base.errors import (
+    BadInput,
+    CmsError,
+    WrongState,
+)
+from cms.engine import claude, launcher, lifecycle, procs, worktree
+from cms.engine.models import (
+    SUCCESSFUL,
+    SessionRecord,
+    Status,
+)
+from cms.ops.checks import check_name, check_timeout
+from cms.ops.nesting import check_steer
+from cms.ops.project import Project
+
+#: How often a waiter re-reads the records (seconds): an exchange's end is seen this soon.
+POLL_S = 0.02
+#: How often a waiter re-checks the queue in case every supervisor died.
+QUEUE_KICK_S = 2.0
+
+Progress = Callable[[list[SessionRecord]], None]
+
+
+def refresh(project: Project, record: SessionRecord) -> SessionRecord:
+    """Show a running session whose supervisor is gone as interrupted (and record it)."""
+    if record.status is not Status.RUNNING or launcher.supervisor_alive(record):
+        return record
+
+    def interrupt(r: SessionRecord) -> None:
+        if r.status is Status.RUNNING and not launcher.supervisor_alive(r):
+            # What the dead supervisor left: claude and its temp folder.
+            if r.child_pid and r.child_started:
+                procs.kill_tree(r.child_pid, grace_s=1.0, started=r.child_started)
+            if r.temp_dir:
+                shutil.rmtree(r.temp_dir, ignore_errors=True)
+            lifecycle.interrupt(r, claude.transcript_exists(r.session_id, project.env))
+
+    try:
+        return project.store.update(record.name, interrupt)
+    except CmsError:
+        record.status = Status.INTERRUPTED
+        return record
+
+
+def get_session(project: Project, name: str, mark_read: bool = False) -> SessionRecord:
+    record = refresh(project, project.store.load(check_name(name)))
+    if mark_read and not record.result_read and not record.status.active:
+        record = project.store.update(record.name, lambda r: setattr(r, "result_read", True))
+    return record
+
+
+@dataclass
+class SessionList:
+    sessions: list[SessionRecord]
+    problems: list[str]
+
+
+def list_sessions(project: Project, status: str | None = None) -> SessionList:
+    if status is not None:
+        try:
+            wanted: Status | None = Status(status)
+        except ValueError:
+            choices = ", ".join(s.value for s in Status)
+            raise BadInput(f"unknown status {status!r}: choose one of {choices}") from None
+    else:
+        wanted = None
+    listing = project.store.list()
+    records = [refresh(project, r) for r in listing.records]
+    if any(r.status is Status.QUEUED for r in records):
+        kick_queue(project)
+    if wanted is not None:
+        records = [r for r in records if r.status is wanted]
+    return SessionList(records, listing.problems)
+
+
+def kick_queue(project: Project) -> None:
+    # A read must not fail because the queue could not be advanced.
+    with contextlib.suppress(CmsError):
+        launcher.start_queued(project.store)
+
+
+def wait_sessions(
+    project: Project,
+    names: list[str] | None = None,
+    timeout_s: float | None = None,
+    on_progress: Progress | None = None,
+    mark_read: bool = True,
+) -> list[SessionRecord]:
+    """Block until the named sessions (default: all running or queued) stop.
+
+    Returns the records as they are at the end; sessions still running when the
+    timeout runs out are returned as they are (status running or queued).
+    """
+    if timeout_s is not None:
+        check_timeout(timeout_s)
+    if names:
+        for n in names:
+            check_name(n)
+        targets = list(dict.fromkeys(names))
+        for n in targets:
+            project.store.load(n)  # NotFound before waiting
+    else:
+        targets = [r.name for r in list_sessions(project).sessions if r.status.active]
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    last_kick = time.monotonic()
+    while True:
+        records = [get_session(project, n) for n in targets]
+        if on_progress is not None:
+            on_progress(records)
+        if not any(r.status.active for r in records):
+            break
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            return records
+        if now - last_kick >= QUEUE_KICK_S and any(r.status is Status.QUEUED for r in records):
+            kick_queue(project)
+            last_kick = now
+        time.sleep(POLL_S)
+    if mark_read:
+        records = [get_session(project, r.name, mark_read=True) for r in records]
+    return records
+
+
+def all_successful(records: Iterable[SessionRecord]) -> bool:
+    return all(r.status in SUCCESSFUL for r in records)
+
+
+def abort_session(project: Project, name: str, grace_s: float = 3.0) -> SessionRecord:
+    """Stop a running (or queued) turn and its whole process tree: status aborted."""
+    record = get_session(project, name)
+    check_steer(project, record)
+    if not record.status.active:
+        raise WrongState(
+            f"session {name!r} is {record.status.value}, not running; nothing to abort"
+        )
+    if record.status is Status.QUEUED:
+        record = project.store.update(name, lifecycle.abort_queued)
+        if record.status is Status.ABORTED:
+            return record
+    record = project.store.update(name, lifecycle.request_abort)
+    if record.pid and procs.alive(record.pid, record.pid_started):
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, signal.SIGTERM)
+    # The supervisor stops claude and records the outcome; give it time, then do it
+    # ourselves if it could not.
+    deadline = time.monotonic() + grace_s + 5.0
+    while time.monotonic() < deadline:
+        record = project.store.load(name)
+        if not record.status.active:
+            return record
+        if record.pid and not procs.alive(record.pid, record.pid_started):
+            break
+        time.sleep(POLL_S)
+    record = project.store.load(name)
+    if record.child_pid:
+        procs.kill_tree(record.child_pid, grace_s=grace_s, started=record.child_started)
+    if record.pid:
+        procs.kill_tree(record.pid, grace_s=1.0, started=record.pid_started)
+    return project.store.update(name, lifecycle.abort)
+
+
+def finish_session(project: Project, name: str) -> SessionRecord:
+    """Close a session; it stays on record as finished (``resume`` reopens it)."""
+    record = get_session(project, name)
+    check_steer(project, record)
+    if record.status.active:
+        raise WrongState(
+            f"session {name!r} is {record.status.value}; wait for it or abort it first"
+        )
+    return project.store.update(record.name, lifecycle.finish)
+
+
+@dataclass
+class Deleted:
+    """A session as it was when its record and logs were removed."""
+
+    record: SessionRecord
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.record.public(), "deleted": True}
+
+
+def delete_session(project: Project, name: str, force: bool = False) -> Deleted:
+    """Remove a session's record and logs. A running session must be aborted first."""
+    record = get_session(project, name)
+    check_steer(project, record)
+    if record.status.active and not force:
+        raise WrongState(
+            f"session {name!r} is {record.status.value}; abort it first "
+            f"(`cms abort {name}`) or delete with --force"
+        )
+    if record.worktree and record.branch and not force:
+        lost = worktree.unmerged(project.directory, Path(record.worktree), record.branch)
+        if lost:
+            raise WrongState(
+                f"session {name!r} has {' and '.join(lost)}; `cms merge {name}` first, "
+                "or delete with --force to throw them away"
+            )
+    if record.status.active:
+        record = abort_session(project, name)
+    if record.worktree and record.branch:
+        worktree.remove(project.directory, Path(record.worktree), record.branch)
+    project.store.delete(record.name)
+    return Deleted(record)
+
+
+def read_log(
+    project: Project, name: str, follow: bool = False, poll_s: float = 0.2
+) -> Iterator[bytes]:
+    """The session's raw stream-json lines; with ``follow``, until its turn ends."""
+    record = get_session(project, name)
+    path = project.paths.log_file(record.name)
+    position = 0
+    pending = b""
+    while True:
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(position)
+                chunk = handle.read()
+                position = handle.tell()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            yield from lines
+        if not follow:
+            break
+        if not get_session(project, record.name).status.active and not chunk:
+            break
+        time.sleep(poll_s)
+    if pending.strip():
+        yield pending

@@ -1,0 +1,462 @@
+"""Starting exchanges: a new session (``delegate``, ``spawn``, ``fork``) or the next
+exchange of one (``send``, ``continue``, ``resume``), and "start, then wait up to N
+seconds unless in the background", the one way the CLI, the MCP server and the slash
+commands run one.
+
+An exchange is started by marking the record ``running`` (or ``queued`` when the
+project's parallel limit is reached) and launching its detached supervisor, which
+records the outcome. Everything a start needs is checked before the record changes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cms.base import vocab
+from cms.base.errors import (
+    BadInput,
+    BudgetExhausted,
+    CmsError,
+    EnvironmentProblem,
+    WrongState,
+)
+from cms.engine import claude, launcher, lifecycle, worktree
+from cms.engine.models import (
+    SENDABLE,
+    Preset,
+    ProjectConfig,
+    SessionRecord,
+    Status,
+)
+from cms.ops.checks import (
+    Options,
+    check_cost,
+    check_model,
+    check_name,
+    check_preset,
+    check_timeout,
+    check_turns,
+    name_from_task,
+    resolve_cwd,
+)
+from cms.ops.nesting import (
+    budget_left,
+    calling_session,
+    check_can_start,
+    check_steer,
+    nested_limits,
+    new_depth,
+    owned_by,
+)
+from cms.ops.project import Project
+from cms.ops.sessions import Progress, get_session, wait_sessions
+from cms.ops.worktrees import check_worktree_possible, make_worktree
+from cms.policy import sandbox
+
+
+def _locate_claude(project: Project) -> claude.ClaudeBinary:
+    home = project.paths.home
+    return claude.locate(home if home.is_dir() else None, project.env)
+
+
+def _check_sandbox(project: Project, preset: Preset, wanted: bool) -> None:
+    """A preset that needs the sandbox does not start where it cannot run (exit 3)."""
+    if not wanted or not sandbox.needed(preset.value):
+        return
+    found = sandbox.check(project.env)
+    if not found.ok:
+        raise EnvironmentProblem(f"{found.detail}: {found.fix}")
+
+
+def _check_runnable(project: Project, record: SessionRecord) -> None:
+    """What must hold before any turn of ``record`` starts: claude there, the preset
+    runnable as this user, its sandbox available."""
+    claude.check_preset_runnable(record.preset)
+    _check_sandbox(project, record.preset, record.sandbox)
+    _locate_claude(project)
+
+
+@dataclass
+class _Settings:
+    """A new session's settings once checked: the caller's, the project's defaults and
+    cms's own, in that order, narrowed to the starting child's when one starts it."""
+
+    preset: Preset
+    model: str | None
+    max_cost: float | None
+    max_turns: int | None
+    timeout: float | None
+    cwd: str
+
+
+def _settings(
+    project: Project, options: Options, config: ProjectConfig, caller: SessionRecord | None
+) -> _Settings:
+    defaults = config.defaults
+
+    def given(value: Any, default: Any) -> Any:
+        return value if value is not None else default
+
+    asked = check_preset(options.preset)
+    preset = asked or defaults.preset or Preset.EDIT
+    max_cost = check_cost(given(options.max_cost_usd, defaults.max_cost_usd))
+    max_turns = check_turns(given(options.max_turns, defaults.max_turns))
+    if caller is not None:
+        preset, max_cost, max_turns = nested_limits(
+            project, caller, preset, asked is not None, max_cost, max_turns
+        )
+        if not options.sandbox and caller.sandbox:
+            raise BadInput(
+                f"session {caller.name!r} runs in the sandbox; a session it starts may not "
+                "run without it (--no-sandbox)"
+            )
+    timeout = check_timeout(given(options.timeout_s, defaults.timeout_s))
+    model = check_model(options.model or defaults.model)
+    if options.worktree and options.cwd is not None:
+        raise BadInput("--worktree and --cwd cannot be combined: the worktree is the cwd")
+    if options.worktree:
+        check_worktree_possible(project)
+    return _Settings(preset, model, max_cost, max_turns, timeout, resolve_cwd(project, options.cwd))
+
+
+def spawn_session(
+    project: Project,
+    name: str | None,
+    task: str,
+    options: Options,
+    prompt: str | None = None,
+) -> SessionRecord:
+    """Create a session; start ``prompt`` as its first exchange when given."""
+    config = project.store.load_project()
+    caller = calling_session(project)
+    chosen = _settings(project, options, config, caller)
+    if name is not None:
+        check_name(name)
+    if not task.strip() and prompt is None and name is None:
+        raise BadInput("the task is empty: say what the session should do")
+    if prompt is not None and not prompt.strip():
+        raise BadInput("the message is empty: say what the session should do")
+    claude.check_preset_runnable(chosen.preset)
+    check_can_start(project, config, caller)
+    _check_sandbox(project, chosen.preset, options.sandbox)
+    _locate_claude(project)  # exit 3 before any record exists
+    project.store.ensure_dirs()
+    if name is None:
+        name = name_from_task(task, [r.name for r in project.store.list().records])
+    parent = project.env.get("CLAUDE_CODE_SESSION_ID") or project.env.get("CMS_PARENT_SESSION")
+    record = _new_record(
+        name,
+        task,
+        chosen,
+        project=str(project.directory),
+        depth=new_depth(caller),
+        parent=caller.name if caller is not None else None,
+        parent_session_id=parent or None,
+        sandbox=options.sandbox and sandbox.needed(chosen.preset.value),
+        # A session with no exchange yet is ready for its first `send`.
+        status=Status.COMPLETED if prompt is None else Status.QUEUED,
+        pending_message=prompt,
+    )
+    _create(project, record, lambda: make_worktree(project, record, start=None), options.worktree)
+    if prompt is None:
+        return record
+    return _start_exchange(project, record.name, prompt, seen=record)
+
+
+def _new_record(name: str, task: str, chosen: _Settings, **fields: Any) -> SessionRecord:
+    """A new session's record: a new Claude session id, nothing to read yet."""
+    return SessionRecord(
+        name=name,
+        task=task,
+        preset=chosen.preset,
+        model=chosen.model,
+        max_cost_usd=chosen.max_cost,
+        max_turns=chosen.max_turns,
+        timeout_s=chosen.timeout,
+        cwd=chosen.cwd,
+        session_id=str(uuid.uuid4()),
+        result_read=True,
+        **fields,
+    )
+
+
+def _create(
+    project: Project, record: SessionRecord, make_tree: Callable[[], None], in_worktree: bool
+) -> None:
+    """Write the new record (with its worktree, made by ``make_tree``, when asked);
+    nothing is left of a refused one."""
+    if project.store.exists(record.name):
+        raise BadInput(
+            f"a session named {record.name!r} already exists; choose another --name or "
+            f"`cms delete {record.name}`"
+        )
+    if in_worktree:
+        make_tree()
+    try:
+        project.store.create(record)
+    except CmsError:
+        if record.worktree and record.branch:
+            worktree.remove(project.directory, Path(record.worktree), record.branch)
+        raise
+
+
+def _start_exchange(
+    project: Project, name: str, message: str, *, seen: SessionRecord
+) -> SessionRecord:
+    """Run the next exchange now, or queue it when the project has no free slot.
+
+    ``seen`` is the record as the caller checked it. The queue lock may take a while
+    to get; meanwhile another cms may have started this very exchange (a finishing
+    supervisor or a listing starts a new session's queued first one) or another one
+    (a concurrent ``send``). Starting it again would run it twice.
+    """
+    limit = project.store.load_project().limits.max_parallel
+    with project.store.locked(project.paths.root / "queue"):
+        current = project.store.load(name)
+        if (current.status, current.exchanges) != (seen.status, seen.exchanges):
+            if seen.status is Status.QUEUED and seen.exchanges == 0:
+                return current  # the queue started this new session's first turn
+            raise WrongState(
+                f"session {name!r} is {current.status.value}: another cms command started "
+                f"a turn meanwhile; see `cms show {name}`"
+            )
+        if launcher.running(project.store.list().records) >= limit:
+            return project.store.update(name, lambda r: lifecycle.queue(r, message))
+        record = project.store.update(name, lambda r: lifecycle.begin(r, message))
+        launcher.spawn_supervisor(project.store, name)
+    return project.store.load(record.name)
+
+
+def delegate(project: Project, task: str, name: str | None, options: Options) -> SessionRecord:
+    """Create a session and start the task as its first turn (does not wait)."""
+    if not task.strip():
+        raise BadInput("the task is empty: say what the session should do")
+    return spawn_session(project, name, task, options, prompt=task)
+
+
+def _budget_problem(record: SessionRecord) -> str | None:
+    if record.max_cost_usd is not None and record.cost_usd >= record.max_cost_usd:
+        return (
+            f"session {record.name!r} has spent {vocab.usd(record.cost_usd)} of its "
+            f"{vocab.usd(record.max_cost_usd)} budget; raise it with "
+            f"`cms continue {record.name} MESSAGE --add-cost USD`"
+        )
+    if record.max_turns is not None and record.turns >= record.max_turns:
+        return (
+            f"session {record.name!r} has used {record.turns} of its {record.max_turns} "
+            f"turns; raise them with `cms continue {record.name} MESSAGE --add-turns N`"
+        )
+    return None
+
+
+def _check_sendable(record: SessionRecord) -> None:
+    name = record.name
+    if record.status in (Status.RUNNING, Status.QUEUED):
+        raise WrongState(
+            f"session {name!r} is {record.status.value}; wait for it (`cms wait {name}`) "
+            f"or stop it (`cms abort {name}`)"
+        )
+    if record.status is Status.FINISHED:
+        raise WrongState(
+            f"session {name!r} is finished; reopen it with `cms resume {name} MESSAGE`"
+        )
+    if record.status is Status.INTERRUPTED:
+        raise WrongState(f"session {name!r} was interrupted; continue it with `cms resume {name}`")
+    assert record.status in SENDABLE
+    problem = _budget_problem(record)
+    if problem:
+        raise BudgetExhausted(problem)
+
+
+def send_message(project: Project, name: str, message: str) -> SessionRecord:
+    """Run the next turn of a session in the same conversation (does not wait)."""
+    if not message.strip():
+        raise BadInput("the message is empty: say what the session should do next")
+    record = get_session(project, name)
+    check_steer(project, record)
+    _check_sendable(record)
+    check_can_start(project, project.store.load_project())
+    _check_runnable(project, record)
+    return _start_exchange(project, record.name, message, seen=record)
+
+
+def continue_task(
+    project: Project,
+    name: str,
+    message: str,
+    add_cost_usd: float | None = None,
+    add_turns: int | None = None,
+) -> SessionRecord:
+    """The correction loop: raise the budget if asked, then send."""
+    add_cost = check_cost(add_cost_usd, "--add-cost")
+    more_turns = check_turns(add_turns, "--add-turns")
+    if not message.strip():
+        raise BadInput("the message is empty: say what to correct")
+    record = get_session(project, name)
+    caller = calling_session(project)
+    if caller is not None:
+        owned_by(project, caller, record)
+        left = budget_left(project, caller, exclude=None)
+        if add_cost is not None and left is not None and add_cost > left + 1e-9:
+            raise BudgetExhausted(
+                f"session {caller.name!r} has {vocab.usd(max(left, 0))} of its budget left; "
+                f"it cannot give {record.name!r} {vocab.usd(add_cost)} more"
+            )
+        if (
+            more_turns is not None
+            and caller.max_turns is not None
+            and more_turns > caller.max_turns - caller.turns
+        ):
+            raise BudgetExhausted(
+                f"session {caller.name!r} has {max(caller.max_turns - caller.turns, 0)} turns "
+                f"left; it cannot give {record.name!r} {more_turns} more"
+            )
+    if record.status in (Status.RUNNING, Status.QUEUED, Status.FINISHED, Status.INTERRUPTED):
+        _check_sendable(record)
+    if add_cost is not None or more_turns is not None:
+        if add_cost is not None and record.max_cost_usd is None:
+            raise BadInput(f"session {name!r} has no cost limit to raise; --add-cost is not needed")
+        if more_turns is not None and record.max_turns is None:
+            raise BadInput(
+                f"session {name!r} has no turn limit to raise; --add-turns is not needed"
+            )
+        trial = record.model_copy()
+        if add_cost is not None and trial.max_cost_usd is not None:
+            trial.max_cost_usd = max(trial.max_cost_usd, trial.cost_usd) + add_cost
+        if more_turns is not None and trial.max_turns is not None:
+            trial.max_turns = max(trial.max_turns, trial.turns) + more_turns
+        _check_sendable(trial)  # refuse before changing anything
+
+        def raise_budget(r: SessionRecord) -> None:
+            r.max_cost_usd = trial.max_cost_usd
+            r.max_turns = trial.max_turns
+
+        project.store.update(record.name, raise_budget)
+    return send_message(project, name, message)
+
+
+def resume_session(
+    project: Project, name: str, message: str | None = None, fresh: bool = False
+) -> SessionRecord:
+    """Continue an interrupted or finished session from its Claude conversation."""
+    record = get_session(project, name)
+    if record.status not in (Status.INTERRUPTED, Status.FINISHED) and not fresh:
+        if record.status.active:
+            raise WrongState(f"session {name!r} is {record.status.value}; nothing to resume")
+        raise WrongState(
+            f"session {name!r} is {record.status.value}, not interrupted or finished; "
+            f"use `cms send {name} MESSAGE`"
+        )
+    if record.status.active:
+        raise WrongState(f"session {name!r} is {record.status.value}; nothing to resume")
+    saved = record.has_conversation or claude.transcript_exists(record.session_id, project.env)
+    if not saved and not fresh:
+        raise WrongState(
+            f"session {name!r} has no saved Claude conversation to resume (its turn was "
+            f"stopped before Claude Code saved it); start over from its task with "
+            f"`cms resume {name} --fresh`"
+        )
+    problem = _budget_problem(record)
+    if problem:
+        raise BudgetExhausted(problem)
+    check_steer(project, record)
+    check_can_start(project, project.store.load_project())
+    _check_runnable(project, record)
+    if fresh:
+        text = message or record.task
+
+        def restart(r: SessionRecord) -> None:
+            r.session_id = str(uuid.uuid4())
+            r.has_conversation = False
+            r.fork_from = None
+
+        project.store.update(record.name, restart)
+    else:
+        text = message or (
+            "Your previous turn was interrupted before it finished. Continue the task "
+            "where you left off."
+            if record.status is Status.INTERRUPTED
+            else "Continue."
+        )
+        if record.status is Status.INTERRUPTED:
+            project.store.update(record.name, lambda r: setattr(r, "has_conversation", True))
+    return _start_exchange(project, record.name, text, seen=record)
+
+
+def fork_session(
+    project: Project, source: str, name: str, message: str | None = None
+) -> SessionRecord:
+    """A new session that starts from ``source``'s conversation."""
+    check_name(name)
+    src = get_session(project, source)
+    if src.status.active:
+        raise WrongState(
+            f"session {source!r} is {src.status.value}; fork it once its turn has ended"
+        )
+    if src.worktree and src.branch:
+        check_worktree_possible(project)
+    if not (src.has_conversation or claude.transcript_exists(src.session_id, project.env)):
+        raise WrongState(f"session {source!r} has no saved conversation to fork yet")
+    if project.store.exists(name):
+        raise BadInput(f"a session named {name!r} already exists; choose another name")
+    config = project.store.load_project()
+    caller = calling_session(project)
+    preset, max_cost, max_turns = src.preset, src.max_cost_usd, src.max_turns
+    if caller is not None:
+        owned_by(project, caller, src)
+        preset, max_cost, max_turns = nested_limits(
+            project, caller, preset, True, max_cost, max_turns
+        )
+    check_can_start(project, config, caller)
+    _check_runnable(project, src)
+    chosen = _Settings(preset, src.model, max_cost, max_turns, src.timeout_s, src.cwd)
+    record = _new_record(
+        name,
+        src.task,
+        chosen,
+        project=src.project,
+        depth=src.depth,
+        parent=src.parent,
+        parent_session_id=project.env.get("CLAUDE_CODE_SESSION_ID") or src.parent_session_id,
+        sandbox=src.sandbox,
+        status=Status.COMPLETED,
+        fork_from=src.session_id,
+    )
+
+    def fork_tree() -> None:
+        assert src.worktree is not None and src.branch is not None
+        tree = Path(src.worktree)
+        worktree.snapshot(tree, f"cms: work of session {src.name} (before fork)")
+        make_worktree(project, record, start=worktree.tip(tree, src.branch), source=tree)
+        record.base_commit = src.base_commit
+
+    _create(project, record, fork_tree, bool(src.worktree and src.branch))
+    if message is None:
+        return record
+    return _start_exchange(project, name, message, seen=record)
+
+
+def run_and_wait(
+    project: Project,
+    start: Callable[[Project], SessionRecord],
+    *,
+    wait_s: float | None,
+    background: bool = False,
+    on_progress: Progress | None = None,
+) -> SessionRecord:
+    """Start an exchange (``start`` is one of the starts above), then, unless in the
+    background, wait for its outcome up to ``wait_s`` seconds (None: as long as it
+    takes). A wait that runs out is no error: the session comes back ``running``.
+
+    The one shape of "run a turn" for every caller, each with its own wait: the CLI
+    waits as long as it takes, the MCP tools under the client's call limit, the slash
+    commands not at all (the parent model waits in a visible tool call instead)."""
+    record = start(project)
+    if background or not record.status.active or (wait_s is not None and wait_s <= 0):
+        return record
+    [record] = wait_sessions(project, [record.name], wait_s, on_progress=on_progress)
+    return record

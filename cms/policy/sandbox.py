@@ -1,0 +1,250 @@
+"""The operating system's hold on a preset: Claude Code's sandbox, compiled from it.
+
+A hook reads a command line before it runs; a program the child runs (python, node,
+a script it wrote, a Makefile) does what it likes. Only the kernel can hold those, so
+every preset but ``full`` runs the child's Bash commands, and whatever they start,
+inside Claude Code's own sandbox (bubblewrap and socat on Linux, Seatbelt on macOS).
+This module owns two things:
+
+- :func:`check`: whether that sandbox can run here (the programs it needs, and on
+  Linux a namespace it can make), with one line naming what to install when not;
+- :func:`settings`: the ``sandbox`` section of the child's ``--settings``, from the
+  preset (README.md, "Safety presets"). ``failIfUnavailable`` is always on (without
+  it Claude Code runs commands unsandboxed with a warning) and
+  ``allowUnsandboxedCommands`` always off (else the model may ask to leave it).
+
+What a command may write:
+
+- ``read-only``, ``plan``, ``review``: nothing of the user's (the working tree is
+  denied too); only the turn's private temp folder, where Claude Code itself keeps
+  the shell's working-directory file;
+- ``edit``: the working tree and the private temp folder (a ``--worktree`` session's
+  tree is a repository of its own, so its commits land there: see
+  :mod:`cms.engine.worktree`);
+- never ``$CMS_HOME`` (the records hold the budgets), nor Claude Code's folder
+  (``~/.claude``: its settings, and the debug folder its sandbox would leave writable),
+  nor npm's log folder, in any preset; git hooks and config Claude Code keeps
+  read-only itself.
+
+Network for the commands: none, unless the project allows domains (``cms sandbox
+--allow-domain``), and then only for ``edit``. It covers Bash alone: Claude Code's own
+file tools, hooks and MCP servers run outside it, and the cms hook judges the file
+tools.
+
+Standard library only: it is imported by the supervisor and the API, not the hook.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: Debian/Ubuntu package of each program the Linux sandbox needs.
+LINUX_PACKAGES = {"bwrap": "bubblewrap", "socat": "socat"}
+#: Presets whose commands may write the working tree.
+WRITES_TREE = frozenset({"edit"})
+#: Presets that run without the sandbox (only budgets, timeout and abort apply).
+UNSANDBOXED = frozenset({"full"})
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether the sandbox can run here; when not, what is missing and how to fix it."""
+
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+def needed(preset: str) -> bool:
+    """Whether a session of ``preset`` runs its commands in the sandbox."""
+    return preset not in UNSANDBOXED
+
+
+def check(env: Mapping[str, str] | None = None, platform: str | None = None) -> Availability:
+    """Can Claude Code's sandbox run here? Probes without side effects, in a few ms."""
+    env = os.environ if env is None else env
+    platform = sys.platform if platform is None else platform
+    if platform == "darwin":
+        if shutil.which("sandbox-exec", path=env.get("PATH")) or os.path.exists(
+            "/usr/bin/sandbox-exec"
+        ):
+            return Availability(True, "Seatbelt (sandbox-exec) is available")
+        return Availability(
+            False,
+            "the macOS sandbox (sandbox-exec) was not found",
+            "run on a macOS that has /usr/bin/sandbox-exec, or pass --no-sandbox",
+        )
+    if not platform.startswith("linux"):
+        return Availability(
+            False,
+            f"Claude Code's sandbox runs on Linux and macOS only, not on {platform}",
+            "run cms on Linux or macOS, or pass --no-sandbox to rely on the hook alone",
+        )
+    found = {name: shutil.which(name, path=env.get("PATH")) for name in LINUX_PACKAGES}
+    missing = [name for name, path in found.items() if not path]
+    if missing:
+        packages = " ".join(LINUX_PACKAGES[name] for name in missing)
+        names = " and ".join(missing)
+        return Availability(
+            False,
+            f"the sandbox needs {names}, not found on PATH",
+            f"install {packages} (e.g. `sudo apt-get install {packages}`), "
+            "or pass --no-sandbox to run one session with the hook alone",
+        )
+    bwrap = found["bwrap"]
+    assert bwrap is not None
+    problem = _probe_bwrap(bwrap)
+    if problem:
+        return Availability(
+            False,
+            f"bubblewrap cannot make a sandbox here ({problem})",
+            "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
+            "or on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0), "
+            "or pass --no-sandbox",
+        )
+    return Availability(True, f"bubblewrap ({bwrap}) and socat ({found['socat']}) work")
+
+
+def _probe_bwrap(bwrap: str) -> str | None:
+    """None when bwrap can make the namespaces Claude Code asks for, else why not."""
+    argv = [
+        bwrap, "--new-session", "--die-with-parent", "--unshare-net", "--unshare-pid",
+        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--", "true",
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    if done.returncode == 0:
+        return None
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    return (lines[-1] if lines else f"exit status {done.returncode}")[:200]
+
+
+def settings(
+    preset: str,
+    *,
+    cwd: str,
+    temp_dir: str,
+    state_dir: str,
+    protected: Sequence[str] = (),
+    allowed_domains: Sequence[str] = (),
+    denied_domains: Sequence[str] = (),
+) -> dict[str, Any] | None:
+    """The ``sandbox`` section of the child's ``--settings`` (None: no sandbox).
+
+    ``protected`` are further paths a command must not write (:func:`shielded`); only
+    existing paths are given, because Claude Code makes a missing denied path
+    unreadable as well.
+    """
+    if not needed(preset):
+        return None
+    deny = [p for p in (state_dir, *protected) if os.path.exists(p)]
+    allow: list[str] = []
+    if preset in WRITES_TREE:
+        allow.append(temp_dir)
+    else:
+        deny.insert(0, cwd)
+    network: dict[str, Any] = {
+        "allowedDomains": list(allowed_domains) if preset in WRITES_TREE else [],
+        "allowLocalBinding": False,
+    }
+    if denied_domains:
+        network["deniedDomains"] = list(denied_domains)
+    return {
+        "enabled": True,
+        "failIfUnavailable": True,
+        "allowUnsandboxedCommands": False,
+        "autoAllowBashIfSandboxed": False,
+        "filesystem": {"allowWrite": allow, "denyWrite": list(dict.fromkeys(deny))},
+        "network": network,
+    }
+
+
+#: Folders Claude Code's sandbox leaves writable outside the working tree (seen with
+#: 2.1.332), below the user's home; cms makes them exist so that it can deny them.
+HOME_WRITABLE = (".npm/_logs", ".claude/debug")
+
+
+def shielded(folder: Path, keep: Path) -> list[str]:
+    """What to deny so that nothing in ``folder`` is writable but the way down to
+    ``keep`` (the working tree, when it lies inside): ``folder`` itself when ``keep``
+    is outside it, else every entry beside the path to ``keep``, level by level."""
+    try:
+        rel = keep.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return [str(folder)]
+    out: list[str] = []
+    here = folder
+    for part in rel.parts:
+        try:
+            entries = sorted(os.listdir(here))
+        except OSError:
+            break
+        out += [str(here / e) for e in entries if e != part]
+        here = here / part
+    return out
+
+
+#: What Claude Code's sandbox mounts over paths of the working directory that it keeps
+#: unwritable even when missing (shell start-up files, editor and Claude settings):
+#: inside the sandbox each shows up as a character device, which ``git add -A`` refuses
+#: to add ("can only add regular files"). Seen with Claude Code 2.1.332.
+PLACEHOLDERS = (
+    ".bash_profile", ".bashrc", ".bash_aliases", ".bash_login", ".profile", ".zshrc",
+    ".zprofile", ".zshenv", ".gitconfig", ".gitmodules", ".ripgreprc", ".mcp.json",
+    ".idea", ".vscode", ".claude/settings.json", ".claude/settings.local.json",
+    ".claude/agents", ".claude/commands", ".claude/skills", ".claude/hooks",
+    ".claude/launch.json", ".claude/workflows", ".claude/routines", ".claude/output-styles",
+    ".claude/scheduled_tasks.json", ".claude/loop.md",
+)  # fmt: skip
+
+
+def git_excludes(cwd: str, user_excludes: str = "") -> str:
+    """A ``core.excludesFile`` for the child's git: the user's own global excludes,
+    plus the sandbox's placeholders in ``cwd`` (as the repository sees them), so that
+    ``git add -A`` and ``git status`` in the sandbox behave as outside it. Ignoring
+    them loses nothing: the sandbox lets no command write those paths."""
+    top = cwd
+    probe = cwd
+    while True:
+        if os.path.exists(os.path.join(probe, ".git")):
+            top = probe
+            break
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    rel = os.path.relpath(cwd, top)
+    prefix = "/" if rel == "." else f"/{rel}/"
+    lines = [user_excludes.rstrip("\n")] if user_excludes.strip() else []
+    lines.append("# cms: what Claude Code's sandbox mounts over paths it keeps unwritable")
+    lines += [prefix + name for name in PLACEHOLDERS]
+    if not os.path.exists(os.path.join(cwd, ".claude")):
+        # The tree has no .claude of its own: all that shows there is the sandbox's.
+        lines.append(prefix + ".claude/")
+    return "\n".join(lines) + "\n"
+
+
+def valid_domain(domain: str) -> bool:
+    """A host name or ``*.example.com`` wildcard, as Claude Code's allowlist takes."""
+    text = domain[2:] if domain.startswith("*.") else domain
+    if not text or len(text) > 253 or ("." not in text and text != "localhost"):
+        return False
+    labels = text.split(".")
+    return all(
+        0 < len(label) <= 63
+        and label[0] != "-"
+        and label[-1] != "-"
+        and all(c.isascii() and (c.isalnum() or c == "-") for c in label)
+        for label in labels
+    )
