@@ -4,7 +4,7 @@ Creates a throwaway ``CMS_HOME`` holding one project with ``--sessions`` realist
 records (varied statuses, a few KB of response each) written through
 :mod:`cms.engine.store`, then runs the real ``cms --json list`` as a whole process ``--runs``
 times and prints min/median/max in milliseconds against the target (300 ms), with
-``python -c pass`` and a bare ``import cms.cli, cms.ops.sessions`` as reference points.
+``python -c pass`` and a bare ``import cms.ui.cli, cms.ops`` as reference points.
 
 A few sessions are ``running`` with this script's own pid as their supervisor, so
 every run pays the per-record liveness check without turning them ``interrupted``.
@@ -147,7 +147,7 @@ def main() -> int:
 
         baseline = time_runs([sys.executable, "-c", "pass"], args.runs, env, project)
         imports = time_runs(
-            [sys.executable, "-c", "import cms.cli, cms.ops.sessions"], args.runs, env, project
+            [sys.executable, "-c", "import cms.ui.cli, cms.ops"], args.runs, env, project
         )
         # Cold: no index of parsed records yet (the first listing after records changed).
         index = store.paths.sessions_dir / ".index.json"
@@ -160,7 +160,7 @@ def main() -> int:
         running = sum(r.status is Status.RUNNING for r in still)
 
         print(summary("python -c pass", baseline))
-        print(summary("import cms.cli, cms.ops.sessions", imports))
+        print(summary("import cms.ui.cli, cms.ops", imports))
         print(summary("cms --json list, cold", cold))
         print(summary("cms --json list", listing))
         median = statistics.median(listing)

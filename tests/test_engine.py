@@ -162,13 +162,15 @@ def test_resume_without_saved_conversation_offers_fresh_start(cms: Cms, standin:
     record = cms.wait_field("early", "child_pid")
     os.kill(record["pid"], signal.SIGKILL)
     os.kill(record["child_pid"], signal.SIGKILL)
-    assert wait_gone(lambda: processes_of_session("early")) == []
     # Whether Claude Code had written its transcript yet is a race: take it away, as if
     # the turn had been killed before Claude Code saved anything.
     home = Path(cms.env["HOME"])
     for transcript in home.glob(f".claude/projects/*/{record['session_id']}.jsonl"):
         transcript.unlink()
     cms.wait_status("early", {"interrupted"}, timeout=10)
+    # Finding it interrupted, cms stopped what the dead turn left (the sandbox's proxy
+    # outlives a killed claude).
+    assert wait_gone(lambda: processes_of_session("early")) == []
     assert cms.show("early")["has_conversation"] is False
     refused = cms.run("resume", "early")
     assert refused.code == 2

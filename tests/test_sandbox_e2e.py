@@ -370,7 +370,7 @@ ESCAPES: list[Escape] = [
         "find \"$(dirname \"$HOME\")\" -name project.toml "
         "-exec sed -i 's/max_cost_usd = .*/max_cost_usd = 1000.0/' {} \\;"),
     esc("project-cms-budget", "project",
-        "env -u CMS_SESSION -u CMS_DEPTH <PY> -m cms.cli budget --max-cost 1000"),
+        "env -u CMS_SESSION -u CMS_DEPTH <PY> -m cms.ui.cli budget --max-cost 1000"),
     # -- network to the test's loopback listener
     esc("net-python", "net",
         "python3 -c \"import socket; "

@@ -170,12 +170,13 @@ def child_mcp_config() -> str:
     this interpreter outside the child's sandbox (its commands cannot write cms state,
     the server can). It gets the child's environment, so it knows which session
     calls it, and the API holds every session it starts within that one's preset and
-    budget."""
+    budget. It starts as the light stand-in of cms.ui.mcp_lazy: most children never
+    delegate, and the real server costs seconds of CPU."""
     package_parent = str(paths.PACKAGE_PARENT)
     server = {
         "type": "stdio",
         "command": sys.executable,
-        "args": ["-m", "cms.ui.cli", "mcp"],
+        "args": ["-m", "cms.ui.mcp_lazy"],
         "env": {"PYTHONPATH": package_parent},
     }
     return json.dumps({"mcpServers": {CHILD_MCP_SERVER: server}})

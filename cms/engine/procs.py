@@ -175,6 +175,29 @@ def stop_descendants(grace_s: float = 1.0) -> None:
             return
 
 
+def with_environment(wanted: Mapping[str, str]) -> list[int]:
+    """Pids of live processes (not this one) whose environment holds every pair of
+    ``wanted``: what a dead supervisor's turn left behind, found by the variables cms
+    gave it (a child's CMS_HOME and CMS_SESSION), whoever their parent is now."""
+    needles = [f"{k}={v}".encode() for k, v in wanted.items()]
+    found: list[int] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                environ = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if all(n in environ for n in needles) and _state(int(entry)) not in (None, "Z", "X"):
+            found.append(int(entry))
+    return found
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

@@ -243,7 +243,7 @@ class Supervisor:
 
     def _git_excludes(self, cwd: str, temp_dir: str) -> None:
         """Point the child's git at an excludes file that hides the sandbox's
-        placeholders (see :func:`cms.sandbox.git_excludes`)."""
+        placeholders (see :func:`cms.policy.sandbox.git_excludes`)."""
         user = ""
         done = procs.run(["git", "config", "--global", "--path", "--get", "core.excludesFile"])
         default = os.path.join(

@@ -54,7 +54,7 @@ def _records(env: Mapping[str, str], cwd: str | None) -> list[dict[str, Any]]:
 
 
 def _supervisor_alive(record: Mapping[str, Any]) -> bool:
-    """:func:`cms.procs.supervisor_alive` on a record read with tomllib."""
+    """:func:`cms.engine.procs.supervisor_alive` on a record read with tomllib."""
 
     def field(key: str, kind: type) -> Any:
         value = record.get(key)

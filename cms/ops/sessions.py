@@ -46,9 +46,17 @@ def refresh(project: Project, record: SessionRecord) -> SessionRecord:
 
     def interrupt(r: SessionRecord) -> None:
         if r.status is Status.RUNNING and not launcher.supervisor_alive(r):
-            # What the dead supervisor left: claude and its temp folder.
+            # What the dead supervisor left: claude, whatever its turn started (the
+            # sandbox's proxies outlive a killed claude), its temp folder.
             if r.child_pid and r.child_started:
                 procs.kill_tree(r.child_pid, grace_s=1.0, started=r.child_started)
+            mark = {
+                "CMS_HOME": str(project.paths.home),
+                "CMS_PROJECT": str(project.directory),
+                "CMS_SESSION": r.name,
+            }
+            for pid in procs.with_environment(mark):
+                procs.kill_tree(pid, grace_s=1.0)
             if r.temp_dir:
                 shutil.rmtree(r.temp_dir, ignore_errors=True)
             lifecycle.interrupt(r, claude.transcript_exists(r.session_id, project.env))

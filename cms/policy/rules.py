@@ -200,10 +200,14 @@ def _broad_kill(call: Call) -> str | None:
     return None
 
 
+#: The modules that are cms's command line (today's and an older cms's).
+_CMS_MODULES = frozenset({"cms.ui.cli", "cms.ui.entry", "cms.cli"})
+
+
 def _cms_limits(call: Call) -> str | None:
     args = call.args
     if interpreter(call.name) == "python":  # python -m cms.ui.cli budget ...: cms itself
-        module = [i for i, a in enumerate(args) if a in ("cms.ui.cli", "-mcms.cli")]
+        module = [i for i, a in enumerate(args) if a.removeprefix("-m") in _CMS_MODULES]
         args = args[module[0] + 1 :] if module else []
     elif call.name not in ("cms", "cms-run"):
         return None

@@ -1,7 +1,7 @@
 """The ``cms`` command line: parse, call :mod:`cms.ops.sessions`, render text or JSON.
 
 No logic lives here. Every command takes ``--json`` and ``--project`` before or after
-its name. Errors are :class:`cms.errors.CmsError`, caught once in :func:`main` and
+its name. Errors are :class:`cms.base.errors.CmsError`, caught once in :func:`main` and
 printed as one line on stderr with the exit code of docs/DESIGN.md; data goes to stdout.
 """
 
@@ -114,7 +114,7 @@ def _notice(record: Any) -> None:
 
 
 def _progress_printer() -> Any:
-    """The one-line progress display on stderr (:class:`cms.watch.ProgressLine`), only
+    """The one-line progress display on stderr (:class:`cms.ui.watch.ProgressLine`), only
     for a person at a terminal: never with ``--json``, never into a pipe or file."""
     if _state().json or not sys.stderr.isatty():
         return None

@@ -4,7 +4,7 @@ It is built on the official ``mcp`` SDK (``MCPServer``) and holds no logic of it
 each tool takes typed arguments, calls the same :mod:`cms.ops.sessions` function as the CLI
 command of the same name, and returns the session JSON of docs/DESIGN.md as structured
 content (which is what Claude Code hands the model) and as the same JSON in text. A
-:class:`cms.errors.CmsError` becomes an MCP tool error whose text is the CLI's one-line
+:class:`cms.base.errors.CmsError` becomes an MCP tool error whose text is the CLI's one-line
 message; a bad call never stops the server.
 
 Why the api runs in worker threads: the api blocks (``wait_sessions`` polls the record
@@ -282,7 +282,7 @@ def _turn_then_wait(
 # -- argument types ------------------------------------------------------------------
 #
 # Value checks (names, budgets, presets) are advertised in the schema for the model but
-# done by cms.api, so a bad value gets the CLI's own one-line message.
+# done by cms.ops, so a bad value gets the CLI's own one-line message.
 
 Project = Annotated[
     str | None,

@@ -1,9 +1,9 @@
 """How sessions look to a person: the live view of ``cms watch``, and the tables and
 lines that ``list``, ``show`` and the progress display of a blocking command share.
 
-Everything here turns :class:`cms.models.SessionRecord` values into text (or rich
+Everything here turns :class:`cms.engine.models.SessionRecord` values into text (or rich
 renderables) for a terminal; reading state is :mod:`cms.ops.sessions`'s job. The live view
-re-reads :func:`cms.api.overview` a few times a second and redraws one table with
+re-reads :func:`cms.ops.overview` a few times a second and redraws one table with
 :class:`rich.live.Live`; on anything that is not a terminal it prints a plain table,
 once or every ``--interval`` seconds, so a pipe or a log file gets clean text.
 Colour is only ever written to a terminal.
@@ -224,7 +224,7 @@ def list_table(
 
 def detail_rows(record: SessionRecord, now: datetime) -> list[tuple[str, str]]:
     """``cms show``: the session's fields for a person, most telling first.
-    Empty fields are left out; the response comes last (see :func:`cms.cli.show`)."""
+    Empty fields are left out; the response comes last (see :func:`cms.ui.cli.show`)."""
 
     def when(moment: datetime | None) -> str:
         if moment is None:
