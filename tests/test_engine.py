@@ -225,7 +225,8 @@ def test_parallel_background_delegations_and_wait(cms: Cms, standin: StandIn) ->
     scripts = {}
     for i in range(3):
         marker = f"T-PAR{i}"
-        scripts[marker] = [text(f"answer {i}", input_tokens=1000 * (i + 1), delay=3)]
+        # Slow enough that all three still run when `wait` starts, on a loaded machine too.
+        scripts[marker] = [text(f"answer {i}", input_tokens=1000 * (i + 1), delay=8)]
         standin.script(marker, scripts[marker])
         started = cms.ok(
             "delegate", f"job {marker}", "--name", f"par{i}", "--background", "--model", MODEL
