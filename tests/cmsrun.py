@@ -78,6 +78,23 @@ class Cms:
 REPO = Path(__file__).resolve().parent.parent
 
 
+def tool_results(cms: Cms, name: str) -> list[tuple[bool, str]]:
+    """(is_error, text) of every tool result session ``name`` got, in order, from its
+    raw log (a subagent's inner results left out)."""
+    found = []
+    for line in cms.run("logs", name, "--raw").stdout.splitlines():
+        event = json.loads(line)
+        if event.get("type") != "user" or event.get("parent_tool_use_id"):
+            continue
+        for block in event["message"].get("content") or []:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                content = block.get("content")
+                if isinstance(content, list):
+                    content = " ".join(str(c.get("text", "")) for c in content)
+                found.append((bool(block.get("is_error")), str(content)))
+    return found
+
+
 def claude_p(
     claude_bin: Path,
     prompt: str,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cmsrun import Cms
+from cmsrun import Cms, tool_results
 from standin import StandIn, text, tool_use
 
 NOTEBOOK = {
@@ -131,23 +131,6 @@ EXPECTED = {
 }
 
 
-def tool_results(cms: Cms, name: str) -> list[tuple[bool, str]]:
-    """(is_error, text) of every tool result the child got, from the raw log."""
-    raw = cms.run("logs", name, "--raw").stdout
-    results = []
-    for line in raw.splitlines():
-        event = json.loads(line)
-        if event.get("type") != "user":
-            continue
-        for block in event["message"].get("content") or []:
-            if isinstance(block, dict) and block.get("type") == "tool_result":
-                content = block.get("content")
-                if isinstance(content, list):
-                    content = " ".join(str(c.get("text", "")) for c in content)
-                results.append((bool(block.get("is_error")), str(content)))
-    return results
-
-
 @pytest.mark.parametrize("preset", ["read-only", "review", "plan", "edit"])
 def test_preset_table_on_disk(
     preset: str, scene: Scene, claude_env: dict[str, str], standin: StandIn
@@ -184,6 +167,22 @@ def test_full_preset_as_root_is_refused_in_one_line(
     assert cms.run("show", "full").code == 2
 
 
+def stop_outside_its_lock(pid: int, record: Path) -> None:
+    """SIGSTOP the supervisor at a moment it does not hold the record's lock (it takes
+    it a few times a second to write the live figures)."""
+    from filelock import FileLock, Timeout
+
+    for _ in range(100):
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with FileLock(str(record) + ".lock", timeout=0.2):
+                return
+        except Timeout:
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.01)
+    raise AssertionError("the supervisor never let go of its record's lock")
+
+
 def test_aborted_session_next_tool_call_is_denied(
     claude_env: dict[str, str], standin: StandIn, project: Path
 ) -> None:
@@ -207,11 +206,11 @@ def test_aborted_session_next_tool_call_is_denied(
     deadline = time.monotonic() + 20
     while len(standin.requests_for("T-ABORTED")) < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.kill(record["pid"], signal.SIGSTOP)
-    try:
-        from cms import ops as api
+    from cms import ops as api
 
-        project_api = api.open_project(project, claude_env)
+    project_api = api.open_project(project, claude_env)
+    stop_outside_its_lock(record["pid"], project_api.paths.session_file("ab"))
+    try:
         project_api.store.update("ab", lambda r: setattr(r, "abort_requested", True))
         # Let claude run its next tool call and end the turn.
         deadline = time.monotonic() + 30

@@ -23,7 +23,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from cmsrun import Cms
+from cmsrun import Cms, tool_results
 from standin import StandIn, text, tool_use
 
 from cms.base.paths import ProjectPaths
@@ -45,22 +45,6 @@ def cms(claude_env: dict[str, str], project: Path) -> Cms:
 
 def paths_of(project: Path, cms_home: Path) -> ProjectPaths:
     return ProjectPaths.for_project(project, cms_home)
-
-
-def results(cms: Cms, name: str) -> list[tuple[bool, str]]:
-    """(is_error, text) of every tool result the child got, from its raw log."""
-    found = []
-    for line in cms.run("logs", name, "--raw").stdout.splitlines():
-        event = json.loads(line)
-        if event.get("type") != "user" or event.get("parent_tool_use_id"):
-            continue
-        for block in event["message"].get("content") or []:
-            if isinstance(block, dict) and block.get("type") == "tool_result":
-                content = block.get("content")
-                if isinstance(content, list):
-                    content = " ".join(str(c.get("text", "")) for c in content)
-                found.append((bool(block.get("is_error")), str(content)))
-    return found
 
 
 # ------------------------------------------------------------ where it cannot run
@@ -115,7 +99,7 @@ def test_no_sandbox_runs_with_the_hook_alone_and_says_so(
     assert record["status"] == "completed" and record["sandbox"] is False
     assert (project / "inside.txt").exists() and outside.exists()
     # The hook reads strictly when no sandbox stands behind it.
-    assert any("cannot tell where" in t for err, t in results(cms, "ns") if err)
+    assert any("cannot tell where" in t for err, t in tool_results(cms, "ns") if err)
     assert record["denials"] >= 1
     shown = cms.run("show", "ns").stdout
     assert "off (--no-sandbox" in shown
@@ -178,7 +162,7 @@ def test_allowed_domains_reach_the_edit_childs_settings() -> None:
 
 
 def _tool_text(cms: Cms, name: str, index: int) -> tuple[bool, str]:
-    return results(cms, name)[index]
+    return tool_results(cms, name)[index]
 
 
 def test_a_child_delegates_through_mcp_within_its_own_limits(
@@ -207,7 +191,7 @@ def test_a_child_delegates_through_mcp_within_its_own_limits(
         "delegate", "lead T-PARENTKID", "--name", "kid", "--max-cost", "2", "--max-turns", "40",
     )  # fmt: skip
     assert record["status"] == "completed", record
-    got = results(cms, "kid")
+    got = tool_results(cms, "kid")
     assert got[0][0] and "wider preset" in got[0][1] and "full" in got[0][1]
     assert got[1][0] and "budget left" in got[1][1]
     assert not got[2][0], got[2]
@@ -242,7 +226,7 @@ def test_a_child_without_the_sandbox_cannot_widen_by_bash_or_env(
     record = cms.ok("delegate", "go T-BASHKID", "--name", "bk", "--no-sandbox",
                     "--max-cost", "1", "--max-turns", "30")  # fmt: skip
     assert record["status"] == "completed", record
-    got = results(cms, "bk")
+    got = tool_results(cms, "bk")
     for (command, why), (_err, output) in zip(attempts, got, strict=True):
         if why:
             assert "rc=2" in output and why in output, (command, output)
@@ -257,7 +241,7 @@ def test_a_child_without_the_sandbox_cannot_widen_by_bash_or_env(
          text("done")],
     )  # fmt: skip
     cms.ok("delegate", "go T-DEEP", "--name", "deep", "--no-sandbox")
-    [(_err, output)] = results(cms, "deep")
+    [(_err, output)] = tool_results(cms, "deep")
     assert "rc=2" in output and "nesting depth" in output
     assert cms.run("show", "g6").code == 2
 

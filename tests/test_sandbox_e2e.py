@@ -25,7 +25,6 @@ cms hook or, for what a program does on its own, the kernel.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -43,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cmsrun import Cms
+from cmsrun import Cms, tool_results
 from standin import Reply, StandIn, text, tool_use
 
 from cms.base.paths import ProjectPaths
@@ -83,22 +82,6 @@ def fill(value: Any, values: dict[str, str]) -> Any:
     if isinstance(value, tuple | list):
         return type(value)(fill(v, values) for v in value)
     return value
-
-
-def tool_results(cms: Cms, name: str) -> list[tuple[bool, str]]:
-    """(is_error, text) of every tool result the child got, in order, from its raw log."""
-    found = []
-    for line in cms.run("logs", name, "--raw").stdout.splitlines():
-        event = json.loads(line)
-        if event.get("type") != "user" or event.get("parent_tool_use_id"):
-            continue
-        for block in event["message"].get("content") or []:
-            if isinstance(block, dict) and block.get("type") == "tool_result":
-                content = block.get("content")
-                if isinstance(content, list):
-                    content = " ".join(str(c.get("text", "")) for c in content)
-                found.append((bool(block.get("is_error")), str(content)))
-    return found
 
 
 def git(repo: Path, *args: str) -> str:
