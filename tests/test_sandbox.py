@@ -285,3 +285,22 @@ def test_what_a_child_starts_is_narrowed_to_it(claude_env: dict[str, str], proje
         api.continue_task(inside, "k2", "more", add_cost_usd=5)
     names = sorted(r.name for r in api.list_sessions(user).sessions)
     assert names == ["k1", "k2", "rev", "users-own"]
+
+
+def test_settings_that_widen_the_sandbox_are_named(
+    cms: Cms, fake_home: Path, project: Path
+) -> None:
+    # Claude Code adds the paths of Edit(...) allow rules to what sandboxed commands
+    # may write: Edit(//**) would open the whole disk to a child's programs.
+    settings_path = fake_home / ".claude" / "settings.json"
+    settings = json.loads(settings_path.read_text())
+    settings["permissions"]["allow"].append("Edit(//**)")
+    settings_path.write_text(json.dumps(settings))
+    record = cms.ok("spawn", "widened")
+    assert "Edit(//**)" in (record["notice"] or "") and "settings.json" in record["notice"]
+    checks = {c["check"]: c for c in json.loads(cms.run("--json", "doctor").stdout)}
+    assert checks["sandbox"]["warning"] is True and "Edit(//**)" in checks["sandbox"]["detail"]
+    # A rule inside the project widens nothing.
+    settings["permissions"]["allow"][-1] = "Edit(src/**)"
+    settings_path.write_text(json.dumps(settings))
+    assert cms.ok("spawn", "narrow")["notice"] is None

@@ -66,13 +66,30 @@ def doctor(project: Project) -> list[Check]:
     checks.append(_check_plugin(project, binary))
     checks.append(_check_state(project))
     checks.append(_check_root(project))
-    runs = sandbox.check(project.env)
-    checks.append(Check("sandbox", runs.ok, runs.detail, runs.fix))
+    checks.append(_check_sandbox(project))
     from cms.ops import setup  # only here: setup is not on any other path of the API
 
     ok, detail, fix = setup.check(project.env)
     checks.append(Check("setup", ok, detail, fix))
     return checks
+
+
+def _check_sandbox(project: Project) -> Check:
+    runs = sandbox.check(project.env)
+    if not runs.ok:
+        return Check("sandbox", False, runs.detail, runs.fix)
+    widening = sandbox.widening_rules(project.env, project.directory)
+    if widening:
+        return Check(
+            "sandbox",
+            True,
+            f"{runs.detail}, but your settings let children's commands write beyond their "
+            f"tree: {'; '.join(widening[:3])}",
+            "remove those Edit(...) allow rules or additionalDirectories, or scope them to "
+            "the project",
+            warning=True,
+        )
+    return Check("sandbox", True, runs.detail)
 
 
 def _version_tuple(version: str) -> tuple[int, ...] | None:

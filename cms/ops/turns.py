@@ -161,6 +161,12 @@ def spawn_session(
         status=Status.COMPLETED if prompt is None else Status.QUEUED,
         pending_message=prompt,
     )
+    widening = sandbox.widening_rules(project.env, project.directory) if record.sandbox else []
+    if widening:
+        record.notice = (
+            "your Claude Code settings let the child's commands write beyond its tree "
+            f"({'; '.join(widening[:3])}); remove those rules to keep the preset's sandbox tight"
+        )
     _create(project, record, lambda: make_worktree(project, record, start=None), options.worktree)
     if prompt is None:
         return record

@@ -36,6 +36,7 @@ Standard library only: it is imported by the supervisor and the API, not the hoo
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -168,6 +169,34 @@ def settings(
         "filesystem": {"allowWrite": allow, "denyWrite": list(dict.fromkeys(deny))},
         "network": network,
     }
+
+
+def widening_rules(env: Mapping[str, str], project: Path) -> list[str]:
+    """The user's and the project's Claude Code settings that widen what a sandboxed
+    command may write beyond the tree: Claude Code adds the paths of ``Edit(...)``
+    allow rules and ``additionalDirectories`` to the sandbox's writable places (seen
+    with 2.1.332), so ``Edit(//**)`` makes the whole disk writable to every child's
+    programs. cms cannot take them out again; it says so."""
+    home = Path(env.get("HOME") or Path.home())
+    config = Path(env["CLAUDE_CONFIG_DIR"]) if env.get("CLAUDE_CONFIG_DIR") else home / ".claude"
+    found: list[str] = []
+    for path in (
+        config / "settings.json",
+        project / ".claude" / "settings.json",
+        project / ".claude" / "settings.local.json",
+    ):
+        try:
+            permissions = json.loads(path.read_text(encoding="utf-8")).get("permissions") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        shown = str(path).replace(str(home), "~", 1)
+        for rule in permissions.get("allow") or []:
+            inner = rule[5:-1] if isinstance(rule, str) and rule.startswith("Edit(") else ""
+            if inner.startswith(("//", "~")) or ".." in inner:
+                found.append(f"{rule} in {shown}")
+        for folder in permissions.get("additionalDirectories") or []:
+            found.append(f"additionalDirectories {folder} in {shown}")
+    return found
 
 
 #: Folders Claude Code's sandbox leaves writable outside the working tree (seen with
