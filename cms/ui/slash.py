@@ -48,7 +48,10 @@ VALUE_OPTIONS = {
     "--cwd": "cwd",
     "--add-cost": "add_cost_usd",
     "--add-turns": "add_turns",
+    "--after": "after",
 }
+#: Options that may be given more than once; their values add up (a,b,c).
+REPEATABLE = {"--after"}
 FLAG_OPTIONS = {"--background", "--worktree", "--fresh", "--no-sandbox"}
 _SESSION_OPTIONS = ("preset", "model", "max_cost_usd", "max_turns", "timeout_s", "cwd")
 
@@ -91,16 +94,23 @@ def parse_command(prompt: str, bare_ok: bool) -> tuple[str, dict[str, str | bool
             options[word] = True
             pos = token.end()
         elif eq and key in VALUE_OPTIONS:
-            options[key] = inline
+            _set(options, key, inline)
             pos = token.end()
         elif word in VALUE_OPTIONS:
             value = _TOKEN.match(prompt, token.end())
-            options[word] = value.group(1) if value else ""
+            _set(options, word, value.group(1) if value else "")
             pos = value.end() if value else token.end()
         else:
             text = prompt[token.start(1) :]
             break
     return command, options, text
+
+
+def _set(options: dict[str, str | bool], option: str, value: str) -> None:
+    earlier = options.get(option)
+    if option in REPEATABLE and isinstance(earlier, str) and earlier:
+        value = f"{earlier},{value}"
+    options[option] = value
 
 
 def _bare_delegate_is_ours(env: Mapping[str, str], cwd: str | None) -> bool:
@@ -187,6 +197,7 @@ def _dispatch(
     if command == "delegate":
         settings: dict[str, Any] = {f: _field(options, f) for f in _SESSION_OPTIONS}
         settings["worktree"] = bool(options.get("--worktree"))
+        settings["after"] = _field(options, "after")
         settings["sandbox"] = not options.get("--no-sandbox")
         opts = ops.make_options(settings)
         name = _field(options, "name")
