@@ -56,7 +56,9 @@ def one_line_error(done: object, code: int = 2) -> str:
 
 def script_parts(standin: StandIn) -> None:
     for name, delay in PARTS.items():
-        standin.script(f"T-{name.upper()}", [text(f"{name} is built, see auth/{name}.py", delay=delay)])
+        standin.script(
+            f"T-{name.upper()}", [text(f"{name} is built, see auth/{name}.py", delay=delay)]
+        )
 
 
 def check_ran_after_the_parts(standin: StandIn, marker: str) -> str:
