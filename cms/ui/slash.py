@@ -29,6 +29,7 @@ from cms.base.errors import CmsError
 from cms.base.vocab import usd
 from cms.engine.models import SessionRecord
 from cms.hooks.parent import run_user_hook
+from cms.hooks.parent import user_prompt_submit as tell_parent
 
 #: How long a slash command waits for a turn before answering "still running"
 #: (seconds). Stays under the hook's own timeout in hooks/hooks.json (600 s).
@@ -242,10 +243,10 @@ def user_prompt_submit(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
     cwd = event.get("cwd") if isinstance(event.get("cwd"), str) else None
     parsed = parse_command(prompt, bare_ok=True)
     if parsed is None:
-        return ""
+        return tell_parent(event, env)
     command, options, text = parsed
     if not prompt.lstrip().startswith("/cms:") and not _bare_delegate_is_ours(env, cwd):
-        return ""
+        return tell_parent(event, env)
     context = run(command, options, text, event, env)
     output = {
         "hookSpecificOutput": {
