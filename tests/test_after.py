@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -112,6 +113,44 @@ def test_the_guides_example_through_the_cli(cms: Cms, standin: StandIn) -> None:
     assert cms.show("itests")["task"] == "write the integration tests T-ITESTS"
 
 
+def test_the_guides_example_through_mcp(
+    claude_env: dict[str, str], standin: StandIn, project: Path, tmp_path: Path
+) -> None:
+    from mcp import ClientSession
+    from test_mcp import call, run_scenario
+
+    script_parts(standin)
+    standin.script("T-MTESTS", [text("integration tests written")])
+
+    async def scenario(s: ClientSession) -> None:
+        tools = {t.name: t.input_schema["properties"] for t in (await s.list_tools()).tools}
+        assert "after" in tools["delegate_task"] and "after" in tools["spawn_session"]
+        assert tools["wait_sessions"]["any"]["type"] == "boolean"
+        for name in PARTS:
+            task = f"build {name} T-{name.upper()}"
+            out = await call(s, "delegate_task", task=task, name=name, background=True)
+            assert out["status"] == "running"
+        out = await call(
+            s, "delegate_task", task="write the integration tests T-MTESTS", name="itests",
+            after=list(PARTS), background=True,
+        )  # fmt: skip
+        assert out["status"] == "queued" and out["after"] == list(PARTS)
+        # The correction loop's shape: each part's result as it arrives.
+        pending = list(PARTS)
+        while pending:
+            waited = await call(s, "wait_sessions", names=pending, any=True, wait_s=300)
+            [first] = waited["sessions"]
+            assert first["status"] == "completed" and first["name"] in pending
+            pending.remove(first["name"])
+            if pending:
+                assert standin.requests_for("T-MTESTS") == []
+        [done] = (await call(s, "wait_sessions", names=["itests"], wait_s=300))["sessions"]
+        assert done["status"] == "completed" and done["response"] == "integration tests written"
+
+    run_scenario(claude_env, project, tmp_path, scenario)
+    check_ran_after_the_parts(standin, "T-MTESTS")
+
+
 def test_wait_any_returns_the_first_while_the_other_runs(cms: Cms, standin: StandIn) -> None:
     standin.script("T-QUICK", [text("quick answer", delay=1)])
     standin.script("T-LONG", [text("long answer", delay=120)])
@@ -130,6 +169,29 @@ def test_wait_any_returns_the_first_while_the_other_runs(cms: Cms, standin: Stan
     assert failed.stdout.startswith("broken: failed")
     assert cms.show("long")["status"] == "running"
     cms.ok("abort", "long")
+
+
+def test_the_delegate_command_takes_after(
+    claude_bin: Path, claude_env: dict[str, str], standin: StandIn, project: Path
+) -> None:
+    from cmsrun import REPO, claude_p
+
+    from cms.ui.slash import parse_command
+
+    parsed = parse_command("/cms:delegate --after a --after=b,c --name x do it", bare_ok=False)
+    assert parsed == ("delegate", {"--after": "a,b,c", "--name": "x"}, "do it")
+    env = {**claude_env, "CMS_PYTHON": sys.executable}
+    cms = Cms(env, project)
+    standin.script("T-SPART", [text("the part is done")])
+    cms.ok("delegate", "a part T-SPART", "--name", "spart")
+    standin.script("T-SDEP", [text("the dependent is done")])
+    standin.script("<command-name>/cms:delegate</command-name>", [text("relayed")])
+    prompt = "/cms:delegate --after spart --name sdep then this T-SDEP"
+    claude_p(claude_bin, prompt, env, project, plugin_dir=REPO, timeout=300)
+    [done] = cms.ok("wait", "sdep", timeout=120)
+    assert done["status"] == "completed" and done["after"] == ["spart"]
+    [first] = standin.requests_for("T-SDEP")
+    assert "the part is done" in first_user_text(first.body)
 
 
 # -- dependencies that cannot be met -------------------------------------------------

@@ -137,9 +137,11 @@ def describe(record: SessionRecord, verb: str) -> str:
         f"(preset {record.preset.value}, cost {usd(record.cost_usd)}, turns {record.turns})."
     ]
     if record.status.active:
+        state = "It is still running"
+        if record.after and not record.after_met:
+            state = f"It starts once {', '.join(record.after)} have completed"
         lines.append(
-            f"It is still running. Check it later with /cms:result {record.name} "
-            f"or `cms wait {record.name}`."
+            f"{state}. Check it later with /cms:result {record.name} or `cms wait {record.name}`."
         )
     if record.notice:
         lines.append(f"Note: {record.notice}")
