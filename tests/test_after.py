@@ -361,3 +361,52 @@ def test_the_dependent_starts_once_after_every_supervisor_was_killed(
     assert len(standin.requests_for("T-KDEP")) == 1
     sent = first_user_text(standin.requests_for("T-KDEP")[0].body)
     assert "k1 done" in sent and "k2 done" in sent
+
+
+# -- the rules, without processes ------------------------------------------------------
+
+
+def test_the_rules_of_a_dependency() -> None:
+    from cms.engine import dependencies as deps
+    from cms.engine.models import SessionRecord, Status
+
+    def rec(name: str, status: Status, **fields: object) -> SessionRecord:
+        return SessionRecord(name=name, status=status, **fields)  # type: ignore[arg-type]
+
+    by_name = {
+        r.name: r
+        for r in (
+            rec("done", Status.COMPLETED, response="ok"),
+            rec("closed", Status.FINISHED, response="closed ok", branch="cms/closed"),
+            rec("busy", Status.RUNNING),
+            rec("broken", Status.INTERRUPTED),
+            rec("over", Status.TURNS_EXCEEDED),
+        )
+    }
+    exists = by_name.__contains__
+
+    def verdict(*after: str) -> deps.Verdict:
+        return deps.judge(rec("d", Status.QUEUED, after=list(after)), by_name, exists)
+
+    assert verdict("done", "closed").state == deps.READY
+    assert verdict("done", "busy", "broken").pending == ["busy", "broken"]
+    blocked = verdict("busy", "over")  # one that cannot complete decides at once
+    assert (
+        blocked.state == deps.BLOCKED and "over" in blocked.why and "turns_exceeded" in blocked.why
+    )
+    assert "deleted" in verdict("done", "gone").why
+    # The prompt names each with its response and branch, then the task.
+    prompt = deps.prompt_after([by_name["done"], by_name["closed"]], "the task", ["closed"])
+    assert prompt.index("## done (completed)\nok") < prompt.index("## Your task\nthe task")
+    assert "## closed (finished, branch cms/closed, merged into your working tree)" in prompt
+    long = rec("long", Status.COMPLETED, response="x" * (deps.RESPONSE_CHARS + 50))
+    assert len(deps.prompt_after([long], "t", [])) < deps.RESPONSE_CHARS + 300
+    # Cycles: only through sessions that may still wait.
+    graph = {
+        "a": rec("a", Status.QUEUED, after=["b"]),
+        "b": rec("b", Status.FAILED, after=["c"]),
+        "c": rec("c", Status.COMPLETED, after=["a"], after_met=True),
+    }
+    assert deps.cycle("c", ["a"], graph) == ["c", "a", "b", "c"]
+    assert deps.cycle("x", ["a"], graph) == []
+    assert deps.cycle("a", ["c"], graph) == []  # c started already: it waits for nothing

@@ -84,7 +84,8 @@ def judge(
 
 def cycle(name: str, after: Iterable[str], by_name: Mapping[str, SessionRecord]) -> list[str]:
     """The path ``name`` → ... → ``name`` that running after ``after`` would close
-    (empty: none)."""
+    (empty: none). A session that has started after its own predecessors waits for
+    nothing any more: the way goes on only through those that may still wait."""
     stack = [(n, [name, n]) for n in after]
     seen: set[str] = set()
     while stack:
@@ -95,7 +96,7 @@ def cycle(name: str, after: Iterable[str], by_name: Mapping[str, SessionRecord])
             continue
         seen.add(current)
         record = by_name.get(current)
-        if record is not None:
+        if record is not None and not record.after_met:
             stack.extend((n, [*path, n]) for n in record.after)
     return []
 
