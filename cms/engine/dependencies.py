@@ -37,8 +37,10 @@ class Verdict:
     """Whether a waiting session may start: ``wait``, ``ready`` or ``blocked``."""
 
     state: str
-    #: blocked: why, in one line.
+    #: blocked: which one ended how, e.g. "login, which it runs after, ended failed".
     why: str = ""
+    #: blocked: what the user can do about it.
+    fix: str = ""
     #: wait: the predecessors not ended yet.
     pending: list[str] = field(default_factory=list)
 
@@ -63,22 +65,20 @@ def judge(
     for name in record.after:
         state = state_of(name, by_name, exists)
         if state == DELETED:
-            return Verdict(
-                BLOCKED,
-                f"{name}, which it runs after, was deleted, so it did not start; delegate "
-                "the task again without it",
-            )
+            why = f"{name}, which it runs after, was deleted"
+            return Verdict(BLOCKED, why, "delegate the task again without it")
         status = Status(state)
         if status in SUCCESSFUL:
             continue
         if status.active or status is Status.INTERRUPTED:
             pending.append(name)
             continue
-        return Verdict(
-            BLOCKED,
-            f"{name}, which it runs after, ended {status.value}, so it did not start; once "
-            f"{name} has completed, start it with `cms resume {record.name}`",
+        why = f"{name}, which it runs after, ended {status.value}"
+        fix = (
+            f"once {name} has completed (`cms continue {name} ...`), "
+            f"`cms resume {record.name}` starts it"
         )
+        return Verdict(BLOCKED, why, fix)
     return Verdict(WAIT, pending=pending) if pending else Verdict(READY)
 
 
@@ -154,7 +154,8 @@ def _settle_one(
     if verdict.state == WAIT:
         return record
     if verdict.state == BLOCKED:
-        return store.update(record.name, lambda r: lifecycle.block(r, verdict.why))
+        error = f"{verdict.why}, so it did not start; {verdict.fix}"
+        return store.update(record.name, lambda r: lifecycle.block(r, error))
     preds = [by_name[name] for name in record.after]
     try:
         merged = _merge_trees(record, preds)

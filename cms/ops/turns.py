@@ -441,7 +441,7 @@ def _resume_after(project: Project, record: SessionRecord, message: str | None) 
     by_name = {r.name: r for r in project.store.list().records}
     verdict = dependencies.judge(record, by_name, project.store.exists)
     if verdict.state == dependencies.BLOCKED:
-        raise WrongState(f"session {record.name!r} cannot start yet: {verdict.why}")
+        raise WrongState(f"session {record.name!r} cannot start: {verdict.why}; {verdict.fix}")
     problem = _budget_problem(record)
     if problem:
         raise BudgetExhausted(problem)
