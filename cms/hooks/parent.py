@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import tomllib
 from collections.abc import Callable, Mapping
@@ -157,9 +158,12 @@ def _told(note: Mapping[str, Any], here: Path) -> str:
     cost = note.get("cost_usd")
     spent = vocab.usd(float(cost)) if isinstance(cost, int | float) else "-"
     project = note.get("project")
-    where = f" --project {project}" if isinstance(project, str) and Path(project) != here else ""
+    elsewhere = isinstance(project, str) and Path(project) != here
+    where = f" --project {shlex.quote(str(project))}" if elsewhere else ""
     read = "read its result" if status in vocab.SUCCESSFUL else "see why"
     command = f"cms{where} result {name}"
+    if status == vocab.INTERRUPTED:
+        read, command = "continue it", f"cms{where} resume {name}"
     return f"cms: session {name} ended {status} (cost {spent}); {read} with `{command}`."
 
 
