@@ -4,6 +4,7 @@ environment in one place.
 State layout (README.md, "State lives in"; docs/DESIGN.md, "State on disk")::
 
     $CMS_HOME/                      default ~/.claude/cms, mode 0700
+      notices/<parent-session-id>/  what ended since that parent session was last told
       projects/<project-key>/
         project.toml                limits and defaults of the project
         sessions/<name>.toml        one session's record
@@ -42,6 +43,19 @@ def cms_home(env: Mapping[str, str] | None = None) -> Path:
         return Path(value).expanduser().absolute()
     home = env.get("HOME") or str(Path.home())
     return Path(home).expanduser().absolute() / ".claude" / "cms"
+
+
+_SESSION_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+def notices_dir(home: Path, parent_session_id: str | None) -> Path | None:
+    """The folder of notes for the parent Claude Code session ``parent_session_id``
+    (sessions of its that ended and it was not told of yet); None for an id that is
+    not a safe folder name. ``scripts/cms-hook`` tests for it in the shell, so the path
+    is ``$CMS_HOME/notices/<id>`` and nothing else."""
+    if not parent_session_id or not _SESSION_ID_RE.fullmatch(parent_session_id):
+        return None
+    return home / "notices" / parent_session_id
 
 
 def claude_config_dir(env: Mapping[str, str] | None = None) -> Path:

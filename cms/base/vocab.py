@@ -122,6 +122,8 @@ class Record(TypedDict, total=False):
     base_commit: str
     merged_commit: str
     notice: str
+    after: list[str]
+    after_met: bool
     created_at: datetime
     updated_at: datetime
     turn_started_at: datetime

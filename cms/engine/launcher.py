@@ -10,7 +10,9 @@ The queue: at most ``limits.max_parallel`` sessions of a project run at once. A
 session over the limit is recorded ``queued`` with its message; whenever a turn ends
 (and on any listing) :func:`start_queued` starts the oldest queued sessions while
 slots are free, under a project-wide lock so two finishing supervisors never start
-the same session twice.
+the same session twice. Queued sessions that run after others (``--after``) are
+settled first, under the same lock (:mod:`cms.engine.dependencies`): released to
+wait for a slot like the others, or ended ``failed``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cms.base.paths import PACKAGE_PARENT, ProjectPaths
-from cms.engine import lifecycle, procs
+from cms.engine import dependencies, lifecycle, procs
 from cms.engine.models import SessionRecord, Status
 from cms.engine.store import Store
 
@@ -138,21 +140,35 @@ def start_queued(store: Store) -> list[str]:
     started: list[str] = []
     lock_path = store.paths.root / "queue"
     with store.locked(lock_path):
-        listing = store.list()
+        records = dependencies.settle(store, store.list().records)
         limit = store.load_project().limits.max_parallel
-        now = running(listing.records)
+        now = running(records)
         queued = sorted(
-            (r for r in listing.records if r.status is Status.QUEUED),
+            (r for r in records if r.status is Status.QUEUED and not lifecycle.waiting(r)),
             key=lambda r: (r.turn_started_at or r.created_at, r.created_at, r.name),
         )
         for record in queued:
             if now >= limit:
                 break
-            store.update(record.name, lambda r: lifecycle.begin(r))
+            if not _begin_queued(store, record.name):
+                continue  # aborted (or started) meanwhile
             spawn_supervisor(store, record.name)
             now += 1
             started.append(record.name)
     return started
+
+
+def _begin_queued(store: Store, name: str) -> bool:
+    """Mark ``name``'s queued exchange running, if it still waits for a slot."""
+    began: list[bool] = []
+
+    def begin(record: SessionRecord) -> None:
+        if record.status is Status.QUEUED and not lifecycle.waiting(record):
+            lifecycle.begin(record)
+            began.append(True)
+
+    store.update(name, begin)
+    return bool(began)
 
 
 def _supervise(paths: ProjectPaths, name: str) -> int:

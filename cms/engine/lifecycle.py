@@ -8,6 +8,9 @@ is done by the caller around it). So the rules of the states sit side by side:
 
 - ``queued`` → ``running`` (:func:`begin`) when a slot is free, else a session waits
   ``queued`` with its message (:func:`queue`);
+- a session started ``--after`` others waits ``queued`` until they ended: then it is
+  :func:`release` d with their results in its message (and waits for a slot like any
+  other), or :func:`block` ed ``failed`` when one of them did not complete;
 - the supervisor :func:`claim` s a ``running`` record with its pid, and :func:`end`
   records the outcome of the exchange (status, spend, turns, response);
 - a ``running`` record whose supervisor died becomes ``interrupted``
@@ -61,6 +64,32 @@ def queue(record: SessionRecord, message: str) -> None:
     record.pending_message = message
     record.turn_started_at = utcnow()
     record.error = None
+
+
+def waiting(record: SessionRecord) -> bool:
+    """Queued until the sessions it runs after have ended (``--after``)."""
+    return record.status is Status.QUEUED and bool(record.after) and not record.after_met
+
+
+def release(record: SessionRecord, message: str) -> bool:
+    """The sessions it runs after all completed: its first exchange may start (when a
+    slot is free) with ``message``, their results then its task. False when it is not
+    waiting for them any more (aborted meanwhile, or released already)."""
+    if not waiting(record):
+        return False
+    record.after_met = True
+    record.pending_message = message
+    return True
+
+
+def block(record: SessionRecord, error: str) -> bool:
+    """A session it runs after ended otherwise: ``failed`` without an exchange, its
+    message kept for ``resume``. False when it is not waiting any more."""
+    if not waiting(record):
+        return False
+    _ended(record, Status.FAILED, error)
+    record.result_read = False
+    return True
 
 
 def claim(record: SessionRecord, pid: int, started: int | None) -> None:

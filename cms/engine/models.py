@@ -131,6 +131,11 @@ class SessionRecord(BaseModel):
     merged_commit: str | None = None
     #: Something the user should know about how the session was set up.
     notice: str | None = None
+    #: The sessions this one runs after (``--after``): it stays ``queued`` until all
+    #: of them ended, and starts only when all completed (or finished).
+    after: list[str] = Field(default_factory=list)
+    #: True once they all had and its first exchange was given their results.
+    after_met: bool = False
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     turn_started_at: datetime | None = None

@@ -120,6 +120,60 @@ def bring_home(project: Path, path: Path, branch: str) -> str:
     return commit
 
 
+class MergeConflict(CmsError):
+    """Merging another session's branch into a session's tree would conflict (exit 1)."""
+
+    exit_code = 1
+
+    def __init__(self, branch: str, files: list[str]) -> None:
+        shown = ", ".join(files[:5]) or "some files"
+        super().__init__(f"merging {branch} would conflict in {shown}")
+        self.branch = branch
+        self.files = files
+
+
+def _identity(path: Path) -> tuple[str, ...]:
+    """cms's fallback identity when git has none for commits in ``path``."""
+    configured = _git(path, "config", "user.email", check=False)
+    return () if configured.ok and configured.stdout.strip() else FALLBACK_IDENTITY
+
+
+def merge_in(path: Path, sources: list[tuple[Path, str]]) -> str:
+    """Merge each ``(tree, branch)`` of ``sources`` (other sessions' trees, fetched from
+    there) into the session's tree at ``path``, in order; returns its new HEAD.
+
+    All or nothing: when one would conflict (``git merge-tree`` asks first, in the
+    object store), the tree is put back where it was and :class:`MergeConflict` names
+    the files. Only the session's own clone is written, never the user's repository.
+    """
+    start = head_commit(path)
+    identity = _identity(path)
+    for tree, branch in sources:
+        commit = tip(tree, branch)
+        if commit is None:
+            continue  # nothing on that branch to bring
+        _git(path, "fetch", "-q", "--no-tags", str(tree), f"refs/heads/{branch}")
+        probe = _git(path, "merge-tree", "--write-tree", "--name-only", "HEAD", commit, check=False)
+        if probe.code == 1:
+            lines = probe.stdout.splitlines()
+            files = [line for line in lines[1:] if line and not line.startswith(" ")]
+            if start is not None:
+                _git(path, "reset", "-q", "--hard", start, check=False)
+            raise MergeConflict(branch, list(dict.fromkeys(files)))
+        if not probe.ok:
+            raise CmsError(f"git merge-tree failed: {probe.first_error_line()}", 1)
+        message = f"Merge work of cms session {branch.removeprefix(BRANCH_PREFIX)}"
+        done = _git(path, *identity, "merge", "-q", "--no-edit", "-m", message, commit, check=False)
+        if not done.ok:
+            _git(path, "merge", "--abort", check=False)
+            if start is not None:
+                _git(path, "reset", "-q", "--hard", start, check=False)
+            raise CmsError(f"git merge {branch} failed: {done.first_error_line()}", 1)
+    head = head_commit(path)
+    assert head is not None
+    return head
+
+
 def snapshot(path: Path, message: str) -> bool:
     """Commit everything uncommitted in the worktree; True when a commit was made."""
     if not path.exists() or not changes(path):

@@ -8,8 +8,14 @@
   naming them. Never twice in a row (``stop_hook_active``), never a parent that
   started none.
 
-Both read the records with :mod:`tomllib` and the standard library only: they run at
-every start and every stop of the user's sessions. (The plugin's argument-taking slash
+- ``user-prompt-submit``: the parent told when work ends. At its next prompt, one
+  short line for each session it started that ended since it was last told (name,
+  status, cost, how to read the result), from the notes the store left for it
+  (:mod:`cms.engine.notices`); each ending is told once, and only to its parent.
+  ``scripts/cms-hook`` starts this only when a note for this parent exists.
+
+All read with :mod:`tomllib`, :mod:`json` and the standard library only: they run at
+every start, stop and prompt of the user's sessions. (The plugin's argument-taking slash
 commands, which need the whole of cms, run from :mod:`cms.ui.slash`.)
 """
 
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import tomllib
 from collections.abc import Callable, Mapping
@@ -25,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cms.base import paths, vocab
-from cms.engine import procs
+from cms.engine import notices, procs
 
 ACTIVE = vocab.ACTIVE
 ENDED = vocab.ENDED
@@ -146,12 +153,51 @@ def stop(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
     return json.dumps({"decision": "block", "reason": "cms: " + "; ".join(reasons) + "."})
 
 
+def _told(note: Mapping[str, Any], here: Path) -> str:
+    name, status = str(note.get("name")), str(note.get("status"))
+    cost = note.get("cost_usd")
+    spent = vocab.usd(float(cost)) if isinstance(cost, int | float) else "-"
+    project = note.get("project")
+    elsewhere = isinstance(project, str) and Path(project) != here
+    where = f" --project {shlex.quote(str(project))}" if elsewhere else ""
+    read = "read its result" if status in vocab.SUCCESSFUL else "see why"
+    command = f"cms{where} result {name}"
+    if status == vocab.INTERRUPTED:
+        read, command = "continue it", f"cms{where} resume {name}"
+    return f"cms: session {name} ended {status} (cost {spent}); {read} with `{command}`."
+
+
+def user_prompt_submit(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    """One line per session of this parent that ended since it was last told."""
+    parent = event.get("session_id")
+    if not isinstance(parent, str) or not parent:
+        parent = env.get("CLAUDE_CODE_SESSION_ID", "")
+    notes = notices.take(paths.cms_home(env), parent)
+    if not notes:
+        return ""
+    latest: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for note in notes:  # oldest first: a session that ended twice is told its last end
+        latest.pop((str(note.get("project")), str(note.get("name"))), None)
+        latest[(str(note.get("project")), str(note.get("name")))] = note
+    cwd = event.get("cwd") if isinstance(event.get("cwd"), str) else None
+    here = paths.resolve_project(None, env, Path(cwd) if cwd else None)
+    lines = [_told(note, here) for note in latest.values()]
+    output = {
+        "hookSpecificOutput": {
+            "hookEventName": "UserPromptSubmit",
+            "additionalContext": "\n".join(lines),
+        }
+    }
+    return json.dumps(output)
+
+
 #: A hook of the user's session: the event's JSON in, what to print out ("": nothing).
 Handler = Callable[[Mapping[str, Any], Mapping[str, str]], str]
 
 HANDLERS: Mapping[str, Handler] = {
     "session-start": session_start,
     "stop": stop,
+    "user-prompt-submit": user_prompt_submit,
 }
 
 
@@ -177,7 +223,7 @@ def run_user_hook(handlers: Mapping[str, Handler], argv: list[str] | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one parent hook (``session-start``, ``stop``)."""
+    """Run one parent hook (``session-start``, ``stop``, ``user-prompt-submit``)."""
     return run_user_hook(HANDLERS, argv)
 
 

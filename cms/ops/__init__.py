@@ -42,6 +42,7 @@ from cms.ops.sessions import (
     finish_session,
     get_session,
     list_sessions,
+    predecessors,
     read_log,
     wait_sessions,
 )
@@ -62,7 +63,7 @@ __all__ = [
     "check_cost", "check_name", "check_preset", "check_timeout", "check_turns",
     "continue_task", "cost_report", "delegate", "delete_session", "diff_session", "doctor",
     "finish_session", "fork_session", "get_session", "list_sessions", "make_options",
-    "merge_session", "name_from_task", "open_project", "overview", "overviews", "project_budget",
-    "read_log", "resume_session", "run_and_wait", "sandbox_settings", "send_message",
-    "spawn_session", "wait_sessions",
+    "merge_session", "name_from_task", "open_project", "overview", "overviews", "predecessors",
+    "project_budget", "read_log", "resume_session", "run_and_wait", "sandbox_settings",
+    "send_message", "spawn_session", "wait_sessions",
 ]  # fmt: skip

@@ -8,7 +8,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,8 @@ class Options:
     worktree: bool = False
     #: False: run without the OS sandbox (``--no-sandbox``), the hook alone.
     sandbox: bool = True
+    #: The sessions it runs after (``--after``): it starts once they all completed.
+    after: list[str] = field(default_factory=list)
 
 
 def resolve_cwd(project: Project, cwd: str | None) -> str:
@@ -154,4 +156,18 @@ def make_options(values: Mapping[str, Any]) -> Options:
     for flag in ("worktree", "sandbox"):
         if flag in given:
             given[flag] = bool(given[flag])
+    if "after" in given:
+        given["after"] = split_names(given["after"])
     return Options(**given)
+
+
+def split_names(value: str | Iterable[str]) -> list[str]:
+    """Session names given as ``--after a --after b,c`` (or a list, or one string with
+    commas), each checked, in order, once each."""
+    items = [value] if isinstance(value, str) else list(value)
+    names: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise BadInput(f"invalid --after {item!r}: give session names")
+        names += [part.strip() for part in item.split(",") if part.strip()]
+    return [check_name(name) for name in dict.fromkeys(names)]

@@ -75,6 +75,16 @@ def get_session(project: Project, name: str, mark_read: bool = False) -> Session
     return record
 
 
+def predecessors(project: Project, record: SessionRecord) -> dict[str, SessionRecord]:
+    """The sessions ``record`` runs after (``--after``), by name; a deleted one is
+    left out."""
+    found: dict[str, SessionRecord] = {}
+    for name in record.after:
+        with contextlib.suppress(CmsError):
+            found[name] = refresh(project, project.store.load(name))
+    return found
+
+
 @dataclass
 class SessionList:
     sessions: list[SessionRecord]
@@ -111,8 +121,11 @@ def wait_sessions(
     timeout_s: float | None = None,
     on_progress: Progress | None = None,
     mark_read: bool = True,
+    first: bool = False,
 ) -> list[SessionRecord]:
-    """Block until the named sessions (default: all running or queued) stop.
+    """Block until the named sessions (default: all running or queued) stop, or with
+    ``first`` (``cms wait --any``) until one of them has stopped: then only that one
+    is returned (of several stopped already, the one that ended first).
 
     Returns the records as they are at the end; sessions still running when the
     timeout runs out are returned as they are (status running or queued).
@@ -133,7 +146,11 @@ def wait_sessions(
         records = [get_session(project, n) for n in targets]
         if on_progress is not None:
             on_progress(records)
-        if not any(r.status.active for r in records):
+        ended = [r for r in records if not r.status.active]
+        if first and ended:
+            records = [min(ended, key=lambda r: r.ended_at or r.updated_at)]
+            break
+        if len(ended) == len(records):
             break
         now = time.monotonic()
         if deadline is not None and now >= deadline:

@@ -22,15 +22,17 @@ from cms.base.errors import (
     BudgetExhausted,
     CmsError,
     EnvironmentProblem,
+    NotFound,
     WrongState,
 )
-from cms.engine import claude, launcher, lifecycle, worktree
+from cms.engine import claude, dependencies, launcher, lifecycle, worktree
 from cms.engine.models import (
     SENDABLE,
     Preset,
     ProjectConfig,
     SessionRecord,
     Status,
+    utcnow,
 )
 from cms.ops.checks import (
     Options,
@@ -53,7 +55,7 @@ from cms.ops.nesting import (
     owned_by,
 )
 from cms.ops.project import Project
-from cms.ops.sessions import Progress, get_session, wait_sessions
+from cms.ops.sessions import Progress, get_session, kick_queue, wait_sessions
 from cms.ops.worktrees import check_worktree_possible, make_worktree
 from cms.policy import sandbox
 
@@ -140,6 +142,8 @@ def spawn_session(
         raise BadInput("the task is empty: say what the session should do")
     if prompt is not None and not prompt.strip():
         raise BadInput("the message is empty: say what the session should do")
+    if options.after and prompt is None:
+        raise BadInput("--after holds back a first turn: give the prompt to run after them")
     claude.check_preset_runnable(chosen.preset)
     check_can_start(project, config, caller)
     _check_sandbox(project, chosen.preset, options.sandbox)
@@ -147,6 +151,7 @@ def spawn_session(
     project.store.ensure_dirs()
     if name is None:
         name = name_from_task(task, [r.name for r in project.store.list().records])
+    _check_after(project, name, options.after, caller)
     parent = project.env.get("CLAUDE_CODE_SESSION_ID") or project.env.get("CMS_PARENT_SESSION")
     record = _new_record(
         name,
@@ -160,6 +165,8 @@ def spawn_session(
         # A session with no exchange yet is ready for its first `send`.
         status=Status.COMPLETED if prompt is None else Status.QUEUED,
         pending_message=prompt,
+        after=options.after,
+        turn_started_at=utcnow() if options.after else None,
     )
     widening = sandbox.widening_rules(project.env, project.directory) if record.sandbox else []
     if widening:
@@ -170,7 +177,38 @@ def spawn_session(
     _create(project, record, lambda: make_worktree(project, record, start=None), options.worktree)
     if prompt is None:
         return record
+    if options.after:
+        # It waits for them on disk; the queue starts it (maybe at once, when they
+        # have all completed already).
+        kick_queue(project)
+        return project.store.load(record.name)
     return _start_exchange(project, record.name, prompt, seen=record)
+
+
+def _check_after(
+    project: Project, name: str, after: list[str], caller: SessionRecord | None
+) -> None:
+    """The sessions a new one runs after exist (and, for a child, are its own), and
+    running after them closes no cycle (exit 2 otherwise, before anything is made)."""
+    if not after:
+        return
+    if name in after:
+        raise BadInput(f"session {name!r} cannot run after itself; leave it out of --after")
+    records = {r.name: r for r in project.store.list().records}
+    for predecessor in after:
+        if predecessor not in records:
+            raise NotFound(
+                f"--after {predecessor}: no session named {predecessor!r} in project "
+                f"{project.directory}; see `cms list`"
+            )
+        if caller is not None:
+            owned_by(project, caller, records[predecessor])
+    loop = dependencies.cycle(name, after, records)
+    if loop:
+        raise BadInput(
+            f"session {name!r} cannot run after {loop[1]!r}: that would make a cycle "
+            f"({' -> '.join(loop)}); choose other sessions for --after"
+        )
 
 
 def _new_record(name: str, task: str, chosen: _Settings, **fields: Any) -> SessionRecord:
@@ -272,6 +310,11 @@ def _check_sendable(record: SessionRecord) -> None:
         )
     if record.status is Status.INTERRUPTED:
         raise WrongState(f"session {name!r} was interrupted; continue it with `cms resume {name}`")
+    if record.after and not record.after_met:
+        raise WrongState(
+            f"session {name!r} never started: it runs after {', '.join(record.after)}; "
+            f"once they have completed, start it with `cms resume {name}`"
+        )
     assert record.status in SENDABLE
     problem = _budget_problem(record)
     if problem:
@@ -348,8 +391,11 @@ def continue_task(
 def resume_session(
     project: Project, name: str, message: str | None = None, fresh: bool = False
 ) -> SessionRecord:
-    """Continue an interrupted or finished session from its Claude conversation."""
+    """Continue an interrupted or finished session from its Claude conversation; or
+    start one that runs after others and did not start (see :func:`_resume_after`)."""
     record = get_session(project, name)
+    if record.after and not record.after_met and not record.status.active:
+        return _resume_after(project, record, message)
     if record.status not in (Status.INTERRUPTED, Status.FINISHED) and not fresh:
         if record.status.active:
             raise WrongState(f"session {name!r} is {record.status.value}; nothing to resume")
@@ -391,6 +437,30 @@ def resume_session(
         if record.status is Status.INTERRUPTED:
             project.store.update(record.name, lambda r: setattr(r, "has_conversation", True))
     return _start_exchange(project, record.name, text, seen=record)
+
+
+def _resume_after(project: Project, record: SessionRecord, message: str | None) -> SessionRecord:
+    """A session that runs after others and did not start (one of them had not
+    completed, or it was aborted while it waited): it waits for them again, and starts
+    once they all completed; refused while one of them still ended otherwise."""
+    check_steer(project, record)
+    by_name = {r.name: r for r in project.store.list().records}
+    verdict = dependencies.judge(record, by_name, project.store.exists)
+    if verdict.state == dependencies.BLOCKED:
+        raise WrongState(f"session {record.name!r} cannot start: {verdict.why}; {verdict.fix}")
+    problem = _budget_problem(record)
+    if problem:
+        raise BudgetExhausted(problem)
+    check_can_start(project, project.store.load_project())
+    _check_runnable(project, record)
+    text = message or record.pending_message or record.task
+    with project.store.locked(project.paths.root / "queue"):
+        current = project.store.load(record.name)
+        if current.status.active or current.after_met:
+            raise WrongState(f"session {record.name!r} is {current.status.value} already")
+        project.store.update(record.name, lambda r: lifecycle.queue(r, text))
+    kick_queue(project)
+    return project.store.load(record.name)
 
 
 def fork_session(

@@ -123,13 +123,15 @@ def _progress_printer() -> Any:
     return ProgressLine(sys.stderr)
 
 
-def _wait_with_progress(project: Any, names: list[str] | None, timeout: float | None) -> Any:
+def _wait_with_progress(
+    project: Any, names: list[str] | None, timeout: float | None, first: bool = False
+) -> Any:
     """``api.wait_sessions`` with the progress line, cleared however the wait ends."""
     from cms import ops as api
 
     progress = _progress_printer()
     try:
-        return api.wait_sessions(project, names, timeout, on_progress=progress)
+        return api.wait_sessions(project, names, timeout, on_progress=progress, first=first)
     finally:
         if progress is not None:
             progress.clear()
@@ -168,7 +170,8 @@ def _run_turn(start: Callable[[Any], Any], background: bool) -> None:
     if _state().json:
         _emit_json(record.public())
     elif record.status.active:
-        click.echo(f"{record.name}: {record.status.value} (cms wait {record.name})")
+        after = f" after {', '.join(record.after)}" if record.after and not record.after_met else ""
+        click.echo(f"{record.name}: {record.status.value}{after} (cms wait {record.name})")
     else:
         _render_result(record)
     if not record.status.active and not api.all_successful([record]):
@@ -222,6 +225,12 @@ def session_options(func: F) -> F:
             click.option("--cwd", type=str, metavar="DIR", help="Working directory of the child."),
             click.option("--worktree", is_flag=True, help="Run in a git worktree of its own."),
             click.option(
+                "--after",
+                multiple=True,
+                metavar="NAME",
+                help="Start only once session NAME completed (repeatable, or a,b,c).",
+            ),
+            click.option(
                 "--no-sandbox",
                 is_flag=True,
                 help="Run this session's commands without the OS sandbox (the hook alone).",
@@ -237,7 +246,8 @@ def _options(kw: dict[str, Any]) -> Any:
     from cms import ops as api
 
     fields = ("preset", "model", "max_cost_usd", "max_turns", "timeout_s", "cwd", "worktree")
-    return api.make_options({**{f: kw.get(f) for f in fields}, "sandbox": not kw["no_sandbox"]})
+    chosen = {f: kw.get(f) for f in fields}
+    return api.make_options({**chosen, "after": kw["after"], "sandbox": not kw["no_sandbox"]})
 
 
 @cli.command()
@@ -302,14 +312,16 @@ def continue_(
 @cli.command()
 @click.argument("names", nargs=-1)
 @click.option("--timeout", type=float, metavar="S", help="Stop waiting after S seconds.")
+@click.option("--any", "first", is_flag=True, help="Return as soon as the first of them stops.")
 @common
-def wait(names: tuple[str, ...], timeout: float | None) -> None:
-    """Block until the named (default: all running) sessions stop."""
+def wait(names: tuple[str, ...], timeout: float | None, first: bool) -> None:
+    """Block until the named (default: all running) sessions stop, or with --any the
+    first of them; print each result (exit 0 only when each completed)."""
     from cms import ops as api
 
     project = _project()
     try:
-        records = _wait_with_progress(project, list(names) or None, timeout)
+        records = _wait_with_progress(project, list(names) or None, timeout, first)
     except KeyboardInterrupt:
         click.echo("cms: stopped waiting; the sessions keep running", err=True)
         raise SystemExit(130) from None
@@ -370,11 +382,12 @@ def show(name: str) -> None:
     from cms import ops as api
     from cms.ui import watch as view
 
-    record = api.get_session(_project(), name)
+    project = _project()
+    record = api.get_session(project, name)
     if _state().json:
         _emit_json(record.public())
         return
-    rows = view.detail_rows(record, view.now_utc())
+    rows = view.detail_rows(record, view.now_utc(), api.predecessors(project, record))
     width = max(len(key) for key, _ in rows)
     colour = _stdout_tty()
     for key, value in rows:

@@ -205,12 +205,12 @@ class _Call:
             log.debug("progress notification failed", exc_info=True)
 
     def wait(
-        self, project: api.Project, names: list[str] | None, wait_s: float
+        self, project: api.Project, names: list[str] | None, wait_s: float, first: bool = False
     ) -> list[SessionRecord]:
         # A zero wait is one look: the api wants a positive timeout.
         timeout = max(wait_s, 0.001)
         return api.wait_sessions(
-            project, names, timeout, on_progress=lambda rs: self.progress(rs, wait_s)
+            project, names, timeout, on_progress=lambda rs: self.progress(rs, wait_s), first=first
         )
 
 
@@ -352,6 +352,15 @@ CwdArg = Annotated[
     Field(description="The child's working directory (default: the project directory)."),
 ]
 WorktreeArg = Annotated[bool, Field(description="Run the child in a git worktree of its own.")]
+After = Annotated[
+    list[str] | None,
+    Field(
+        description="Sessions this one runs after: it stays queued (no model call) until "
+        "all of them ended, then starts with their final responses at the top of its task "
+        "(with worktree=true, in a tree with their branches merged); it ends failed if one "
+        "of them did not complete. E.g. tests written after the features they test.",
+    ),
+]
 Background = Annotated[
     bool,
     Field(
@@ -383,7 +392,9 @@ TURN_RESULT = (
 
 
 #: The tool arguments that are a new session's options (as cms.ops.make_options names them).
-_OPTION_ARGS = ("preset", "model", "max_cost_usd", "max_turns", "timeout_s", "cwd", "worktree")
+_OPTION_ARGS = (
+    "preset", "model", "max_cost_usd", "max_turns", "timeout_s", "cwd", "worktree", "after",
+)  # fmt: skip
 
 
 def _options(arguments: dict[str, Any]) -> api.Options:
@@ -438,6 +449,7 @@ async def delegate_task(
     timeout_s: TimeoutArg = None,
     cwd: CwdArg = None,
     worktree: WorktreeArg = False,
+    after: After = None,
     background: Background = False,
     wait_s: WaitS = DEFAULT_WAIT_S,
     project: Project = None,
@@ -472,6 +484,7 @@ async def spawn_session(
     timeout_s: TimeoutArg = None,
     cwd: CwdArg = None,
     worktree: WorktreeArg = False,
+    after: After = None,
     background: Background = False,
     wait_s: WaitS = DEFAULT_WAIT_S,
     project: Project = None,
@@ -559,9 +572,11 @@ async def continue_task(
 
 @_tool(
     description="Wait until the named sessions (default: every running or queued "
-    "session of the project) stop, at most wait_s seconds, and return them all. A "
-    "session still running when the wait runs out comes back with status running "
-    "(not an error): call again to keep waiting. Use it after background starts.",
+    "session of the project) stop, at most wait_s seconds, and return them all; with "
+    "any=true, until the first of them stops, and return only that one (evaluate each "
+    "result as it arrives, then wait for the rest). A session still running when the "
+    "wait runs out comes back with status running (not an error): call again to keep "
+    "waiting. Use it after background starts.",
     annotations=READ_ONLY,
 )
 @_refusals_as_errors
@@ -571,11 +586,14 @@ async def wait_sessions(
         list[str] | None,
         Field(description="The sessions to wait for (default: all running ones)."),
     ] = None,
+    any: Annotated[
+        bool, Field(description="Return as soon as the first of them stops, with it alone.")
+    ] = False,
     wait_s: WaitS = DEFAULT_WAIT_S,
     project: Project = None,
 ) -> Annotated[CallToolResult, SessionsOut]:
     def work(call: _Call) -> list[SessionRecord]:
-        return call.wait(call.project(), names or None, wait_s)
+        return call.wait(call.project(), names or None, wait_s, first=any)
 
     return _sessions_result(await _run(ctx, project, work))
 

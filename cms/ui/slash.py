@@ -29,6 +29,7 @@ from cms.base.errors import CmsError
 from cms.base.vocab import usd
 from cms.engine.models import SessionRecord
 from cms.hooks.parent import run_user_hook
+from cms.hooks.parent import user_prompt_submit as tell_parent
 
 #: How long a slash command waits for a turn before answering "still running"
 #: (seconds). Stays under the hook's own timeout in hooks/hooks.json (600 s).
@@ -48,7 +49,10 @@ VALUE_OPTIONS = {
     "--cwd": "cwd",
     "--add-cost": "add_cost_usd",
     "--add-turns": "add_turns",
+    "--after": "after",
 }
+#: Options that may be given more than once; their values add up (a,b,c).
+REPEATABLE = {"--after"}
 FLAG_OPTIONS = {"--background", "--worktree", "--fresh", "--no-sandbox"}
 _SESSION_OPTIONS = ("preset", "model", "max_cost_usd", "max_turns", "timeout_s", "cwd")
 
@@ -91,16 +95,23 @@ def parse_command(prompt: str, bare_ok: bool) -> tuple[str, dict[str, str | bool
             options[word] = True
             pos = token.end()
         elif eq and key in VALUE_OPTIONS:
-            options[key] = inline
+            _set(options, key, inline)
             pos = token.end()
         elif word in VALUE_OPTIONS:
             value = _TOKEN.match(prompt, token.end())
-            options[word] = value.group(1) if value else ""
+            _set(options, word, value.group(1) if value else "")
             pos = value.end() if value else token.end()
         else:
             text = prompt[token.start(1) :]
             break
     return command, options, text
+
+
+def _set(options: dict[str, str | bool], option: str, value: str) -> None:
+    earlier = options.get(option)
+    if option in REPEATABLE and isinstance(earlier, str) and earlier:
+        value = f"{earlier},{value}"
+    options[option] = value
 
 
 def _bare_delegate_is_ours(env: Mapping[str, str], cwd: str | None) -> bool:
@@ -126,9 +137,11 @@ def describe(record: SessionRecord, verb: str) -> str:
         f"(preset {record.preset.value}, cost {usd(record.cost_usd)}, turns {record.turns})."
     ]
     if record.status.active:
+        state = "It is still running"
+        if record.after and not record.after_met:
+            state = f"It starts once {', '.join(record.after)} have completed"
         lines.append(
-            f"It is still running. Check it later with /cms:result {record.name} "
-            f"or `cms wait {record.name}`."
+            f"{state}. Check it later with /cms:result {record.name} or `cms wait {record.name}`."
         )
     if record.notice:
         lines.append(f"Note: {record.notice}")
@@ -187,6 +200,7 @@ def _dispatch(
     if command == "delegate":
         settings: dict[str, Any] = {f: _field(options, f) for f in _SESSION_OPTIONS}
         settings["worktree"] = bool(options.get("--worktree"))
+        settings["after"] = _field(options, "after")
         settings["sandbox"] = not options.get("--no-sandbox")
         opts = ops.make_options(settings)
         name = _field(options, "name")
@@ -231,10 +245,10 @@ def user_prompt_submit(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
     cwd = event.get("cwd") if isinstance(event.get("cwd"), str) else None
     parsed = parse_command(prompt, bare_ok=True)
     if parsed is None:
-        return ""
+        return tell_parent(event, env)
     command, options, text = parsed
     if not prompt.lstrip().startswith("/cms:") and not _bare_delegate_is_ours(env, cwd):
-        return ""
+        return tell_parent(event, env)
     context = run(command, options, text, event, env)
     output = {
         "hookSpecificOutput": {

@@ -16,13 +16,14 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING
 
 import click
 
 from cms.base.vocab import usd
+from cms.engine import dependencies, lifecycle
 from cms.engine.models import SUCCESSFUL, SessionRecord, Status
 
 if TYPE_CHECKING:
@@ -121,16 +122,37 @@ def elapsed(record: SessionRecord, now: datetime) -> float | None:
     return None
 
 
-def activity(record: SessionRecord) -> str:
+def waits_for(
+    record: SessionRecord, others: Mapping[str, SessionRecord], states: bool = True
+) -> str:
+    """What a session started ``--after`` others still waits for, e.g. ``waits for
+    signup (running), reset (queued)`` (without ``states``: the names alone); empty
+    when it waits for none of them."""
+    if not lifecycle.waiting(record):
+        return ""
+    pending = [n for n in record.after if n not in others or others[n].status not in SUCCESSFUL]
+    if not pending:
+        return "ready to start"
+    return f"waits for {dependencies.states(pending, others) if states else ', '.join(pending)}"
+
+
+def activity(record: SessionRecord, others: Mapping[str, SessionRecord] | None = None) -> str:
     """One line of what the session did last: the error of an unsuccessful end, else
-    its last tool call or text."""
+    its last tool call or text; for a queued one, what it waits for (``others``: the
+    project's sessions by name)."""
     if not record.status.active and record.status not in SUCCESSFUL and record.error:
         return record.error
     if record.last_activity:
         return record.last_activity
+    if lifecycle.waiting(record):
+        return waits_for(record, others or {})
     if record.status is Status.QUEUED:
         return "waiting for a free slot (cms budget --max-parallel)"
     return ""
+
+
+def by_name(records: Sequence[SessionRecord]) -> dict[str, SessionRecord]:
+    return {r.name: r for r in records}
 
 
 def ordered(records: Sequence[SessionRecord]) -> list[SessionRecord]:
@@ -201,7 +223,9 @@ def list_table(
     (a terminal's width; None: 60 characters)."""
     rows: list[list[str]] = [list(LIST_HEADER)]
     styles: list[list[str | None]] = [[None] * len(LIST_HEADER)]
+    others = by_name(records)
     for r in records:
+        waiting = waits_for(r, others, states=False)
         rows.append(
             [
                 r.name,
@@ -211,7 +235,7 @@ def list_table(
                 cost_cell(r),
                 turns_cell(r),
                 ago(r.created_at, now),
-                " ".join(r.task.split()),
+                (f"({waiting}) " if waiting else "") + " ".join(r.task.split()),
             ]
         )
         styles.append([None, STATUS_STYLE.get(r.status), None, None, None, None, None, None])
@@ -222,9 +246,12 @@ def list_table(
     return "\n".join(align(rows, styles, colour))
 
 
-def detail_rows(record: SessionRecord, now: datetime) -> list[tuple[str, str]]:
-    """``cms show``: the session's fields for a person, most telling first.
-    Empty fields are left out; the response comes last (see :func:`cms.ui.cli.show`)."""
+def detail_rows(
+    record: SessionRecord, now: datetime, others: Mapping[str, SessionRecord] | None = None
+) -> list[tuple[str, str]]:
+    """``cms show``: the session's fields for a person, most telling first (``others``:
+    the sessions it runs after, by name). Empty fields are left out; the response comes
+    last (see :func:`cms.ui.cli.show`)."""
 
     def when(moment: datetime | None) -> str:
         if moment is None:
@@ -237,6 +264,8 @@ def detail_rows(record: SessionRecord, now: datetime) -> list[tuple[str, str]]:
         ("name", record.name),
         ("status", record.status.value),
         ("task", record.task),
+        ("after", dependencies.states(record.after, others or {})),
+        ("waits", waits_for(record, others or {})),
         ("preset", record.preset.value),
         ("sandbox", sandbox_cell(record)),
         (
@@ -377,8 +406,13 @@ def spend_line(view: Overview) -> str:
 WATCH_HEADER = ("NAME", "STATUS", "PRESET", "MODEL", "TURNS", "COST", "ELAPSED", "LAST ACTIVITY")
 
 
-def watch_rows(records: Sequence[SessionRecord], now: datetime) -> list[list[str]]:
+def watch_rows(
+    records: Sequence[SessionRecord],
+    now: datetime,
+    others: Mapping[str, SessionRecord] | None = None,
+) -> list[list[str]]:
     rows = []
+    others = by_name(records) if others is None else others
     for r in ordered(records):
         took = elapsed(r, now)
         rows.append(
@@ -390,7 +424,7 @@ def watch_rows(records: Sequence[SessionRecord], now: datetime) -> list[list[str
                 turns_cell(r),
                 cost_cell(r),
                 span(took) if took is not None else "-",
-                " ".join(activity(r).split()),
+                " ".join(activity(r, others).split()),
             ]
         )
     return rows
@@ -441,7 +475,7 @@ def watch_table(view: Overview, now: datetime, height: int) -> RenderableType:
     records = ordered(view.sessions)
     room = max(1, height - 7)  # title, header, rule, caption, problems, margins
     shown, hidden = records[:room], records[room:]
-    for row, r in zip(watch_rows(shown, now), shown, strict=True):
+    for row, r in zip(watch_rows(shown, now, by_name(records)), shown, strict=True):
         status = Text(row[1], style=STATUS_STYLE.get(r.status, ""))
         if r.status is Status.RUNNING:
             status.stylize("bold")
