@@ -144,9 +144,14 @@ def test_tools_over_stdio(
         assert out["status"] == "completed" and out["response"] == "first answer"
         assert out == cms.show("worker") | {"updated_at": out["updated_at"]}
         # continue: raise the budget, run the next turn in the same conversation.
-        out = await call(s, "continue_task", name="worker", message="again", add_turns=2)
+        # The worker has no cost cap: add_cost_usd raises nothing, the correction is
+        # still sent, and the notice says so.
+        out = await call(
+            s, "continue_task", name="worker", message="again", add_turns=2, add_cost_usd=1
+        )
         assert out["status"] == "completed" and out["response"] == "second answer"
-        assert out["max_turns"] == 7
+        assert out["max_turns"] == 7 and out["max_cost_usd"] is None
+        assert "no cost limit" in out["notice"]
 
         # background returns at once; a wait that runs out returns running, not an error.
         out = await call(s, "delegate_task", task="slowly M-SLOW", name="slow", background=True)

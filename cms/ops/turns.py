@@ -317,13 +317,17 @@ def continue_task(
             )
     if record.status in (Status.RUNNING, Status.QUEUED, Status.FINISHED, Status.INTERRUPTED):
         _check_sendable(record)
+    # A cap that does not exist has nothing to raise: the correction is still sent
+    # (a script or a parent model that always passes --add-cost must not lose it), the
+    # session stays uncapped, and the notice says so.
+    unraised: list[tuple[str, str]] = []  # (the limit, the option given)
+    if add_cost is not None and record.max_cost_usd is None:
+        unraised.append(("cost", f"--add-cost {vocab.usd(add_cost)}"))
+        add_cost = None
+    if more_turns is not None and record.max_turns is None:
+        unraised.append(("turn", f"--add-turns {more_turns}"))
+        more_turns = None
     if add_cost is not None or more_turns is not None:
-        if add_cost is not None and record.max_cost_usd is None:
-            raise BadInput(f"session {name!r} has no cost limit to raise; --add-cost is not needed")
-        if more_turns is not None and record.max_turns is None:
-            raise BadInput(
-                f"session {name!r} has no turn limit to raise; --add-turns is not needed"
-            )
         trial = record.model_copy()
         if add_cost is not None and trial.max_cost_usd is not None:
             trial.max_cost_usd = max(trial.max_cost_usd, trial.cost_usd) + add_cost
@@ -336,7 +340,16 @@ def continue_task(
             r.max_turns = trial.max_turns
 
         project.store.update(record.name, raise_budget)
-    return send_message(project, name, message)
+    started = send_message(project, name, message)
+    if unraised:
+        kinds = " or ".join(kind for kind, _ in unraised)
+        given = " and ".join(option for _, option in unraised)
+        note = (
+            f"session {name!r} has no {kinds} limit, so {given} raised nothing: the "
+            "correction was sent and the session stays uncapped"
+        )
+        started.notice = f"{started.notice}; {note}" if started.notice else note
+    return started
 
 
 def resume_session(
@@ -455,8 +468,10 @@ def run_and_wait(
     The one shape of "run a turn" for every caller, each with its own wait: the CLI
     waits as long as it takes, the MCP tools under the client's call limit, the slash
     commands not at all (the parent model waits in a visible tool call instead)."""
-    record = start(project)
-    if background or not record.status.active or (wait_s is not None and wait_s <= 0):
-        return record
-    [record] = wait_sessions(project, [record.name], wait_s, on_progress=on_progress)
+    started = start(project)
+    if background or not started.status.active or (wait_s is not None and wait_s <= 0):
+        return started
+    [record] = wait_sessions(project, [started.name], wait_s, on_progress=on_progress)
+    if started.notice and record.notice != started.notice:
+        record.notice = started.notice  # what the start said (not kept on the record)
     return record
