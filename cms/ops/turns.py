@@ -24,7 +24,7 @@ from cms.base.errors import (
     EnvironmentProblem,
     WrongState,
 )
-from cms.engine import claude, launcher, lifecycle, worktree
+from cms.engine import claude, launcher, lifecycle, signin, worktree
 from cms.engine.models import (
     SENDABLE,
     Preset,
@@ -59,8 +59,13 @@ from cms.policy import sandbox
 
 
 def _locate_claude(project: Project) -> claude.ClaudeBinary:
+    """claude found, runnable and signed in (exit 3 otherwise): before any record
+    changes, so a start that cannot run leaves nothing behind and takes no name."""
     home = project.paths.home
-    return claude.locate(home if home.is_dir() else None, project.env)
+    cache = home if home.is_dir() else None
+    binary = claude.locate(cache, project.env)
+    signin.check_signed_in(binary.path, project.env, project.directory, cache)
+    return binary
 
 
 def _check_sandbox(project: Project, preset: Preset, wanted: bool) -> None:
@@ -73,8 +78,8 @@ def _check_sandbox(project: Project, preset: Preset, wanted: bool) -> None:
 
 
 def _check_runnable(project: Project, record: SessionRecord) -> None:
-    """What must hold before any turn of ``record`` starts: claude there, the preset
-    runnable as this user, its sandbox available."""
+    """What must hold before any turn of ``record`` starts: claude there and signed in,
+    the preset runnable as this user, its sandbox available."""
     claude.check_preset_runnable(record.preset)
     _check_sandbox(project, record.preset, record.sandbox)
     _locate_claude(project)
