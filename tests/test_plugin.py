@@ -8,6 +8,7 @@ the children it delegates to.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -203,3 +204,94 @@ def test_marketplace_install_loads_the_plugin(
     init = next(e for e in events if e.get("subtype") == "init")
     assert "cms:delegate" in init["slash_commands"]
     assert "cms:sessions" in init["slash_commands"]
+
+
+# -- the hook script's shell paths (scripts/cms-hook, no Claude Code) ----------------------
+
+CMS_HOOK = REPO / "scripts" / "cms-hook"
+
+
+def _hook(event: str, payload: dict[str, Any], env: dict[str, str], cwd: Path) -> str:
+    done = subprocess.run(
+        [str(CMS_HOOK), event], input=json.dumps(payload), env=env, cwd=cwd,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _counting_python(folder: Path) -> Path:
+    """python3/python on PATH that count their starts, then run this interpreter."""
+    folder.mkdir(parents=True, exist_ok=True)
+    starts = folder / "starts"
+    for name in ("python3", "python"):
+        (folder / name).write_text(
+            f'#!/bin/sh\necho start >> {starts}\nexec {sys.executable} "$@"\n'
+        )
+        (folder / name).chmod(0o755)
+    return starts
+
+
+def test_session_start_and_stop_start_no_python_when_there_is_nothing_to_say(
+    claude_env: dict[str, str], project: Path, tmp_path: Path, cms_home: Path
+) -> None:
+    from cms.base.paths import ProjectPaths
+    from cms.engine.models import SessionRecord, Status
+    from cms.engine.store import Store
+    from cms.hooks import parent
+
+    starts = _counting_python(tmp_path / "bin")
+    env = {k: v for k, v in claude_env.items() if k != "CMS_PYTHON"}
+    env.update(PATH=f"{tmp_path / 'bin'}:/usr/bin:/bin", CLAUDE_PLUGIN_DATA=str(tmp_path / "data"))
+    sub = project / "src"
+    sub.mkdir()
+    start_event = {"session_id": "parent-1", "cwd": str(sub), "source": "startup"}
+    stop_event = {"session_id": "parent-1", "cwd": str(sub), "stop_hook_active": False}
+    guide = parent.guide_only({}, {})
+    assert "Delegating with cms" in guide
+    # The first start makes the guide once (and finds a Python); then no Python at all.
+    assert _hook("session-start", start_event, env, sub).strip() == guide
+    before = starts.read_text().count("start")
+    for _ in range(2):
+        assert _hook("session-start", start_event, env, sub).strip() == guide
+        assert _hook("stop", stop_event, env, sub) == ""
+    assert starts.read_text().count("start") == before, "a Python was started"
+
+    # Sessions that need nobody (read, of another parent): still no Python.
+    store = Store(ProjectPaths.for_project(project, cms_home))
+    store.ensure_dirs()
+    store.create(SessionRecord(name="done", task="t", status=Status.COMPLETED, result_read=True,
+                               parent_session_id="parent-1"))  # fmt: skip
+    store.create(SessionRecord(name="theirs", task="t", status=Status.RUNNING, pid=os.getpid(),
+                               parent_session_id="parent-2"))  # fmt: skip
+    assert _hook("stop", stop_event, env, sub) == ""
+    assert starts.read_text().count("start") == before
+    # A running session of another parent needs the new parent's attention: Python says so.
+    assert "theirs (running)" in _hook("session-start", start_event, env, sub)
+    # One of its own that ended unread: the stop is held, once.
+    store.create(SessionRecord(name="mine", task="t", status=Status.COMPLETED, result_read=False,
+                               parent_session_id="parent-1"))  # fmt: skip
+    held = json.loads(_hook("stop", stop_event, env, sub))
+    assert held["decision"] == "block" and "mine" in held["reason"]
+    assert _hook("stop", {**stop_event, "stop_hook_active": True}, env, sub) == ""
+
+
+def test_the_kept_guide_follows_a_changed_guide(
+    claude_env: dict[str, str], project: Path, tmp_path: Path
+) -> None:
+    plugin = copy_tracked_files(tmp_path / "plugin")
+    env = {**claude_env, "CLAUDE_PLUGIN_DATA": str(tmp_path / "data")}
+    event = {"session_id": "p", "cwd": str(project), "source": "startup"}
+
+    def start() -> str:
+        done = subprocess.run(
+            [str(plugin / "scripts" / "cms-hook"), "session-start"], input=json.dumps(event),
+            env=env, cwd=project, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        return done.stdout
+
+    assert "Delegating with cms" in start()
+    skill = plugin / "skills" / "delegating" / "SKILL.md"
+    time.sleep(0.05)
+    skill.write_text(skill.read_text().replace("Delegating with cms", "Delegating, edited"))
+    assert "Delegating, edited" in start()
