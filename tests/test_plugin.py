@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from cmsrun import Cms, copy_tracked_files
 from cmsrun import claude_p as run_claude_p
-from standin import StandIn, first_user_text, text
+from standin import StandIn, first_user_text, text, tool_use
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -75,25 +75,52 @@ def test_manifest_hooks_and_commands_are_well_formed(claude_bin: Path, tmp_path:
             assert "!`" not in command
 
 
-def test_delegate_command_runs_a_child_and_the_parent_reads_its_result(
+def test_delegate_command_returns_at_once_and_the_parent_waits_in_a_tool_call(
     claude_bin: Path, standin: StandIn, env: dict[str, str], project: Path
 ) -> None:
-    standin.script("KID-DELEGATE", [text("the child found three modules")])
-    standin.script("<command-name>/cms:delegate</command-name>", [text("Parent: relayed.")])
-    events = claude_p(
-        claude_bin,
-        "/cms:delegate --preset read-only --max-cost 0.5 --name kid list the modules KID-DELEGATE",
-        env,
-        project,
+    # The child works for most of a minute; the hook only starts it. The parent model
+    # (scripted) then waits the way the context tells it: the launcher's `wait` in Bash.
+    standin.script("KID-DELEGATE", [text("the child found three modules", delay=45)])
+    wait = f"{REPO / 'scripts' / 'cms-run'} wait kid --timeout 100"
+    standin.script(
+        "<command-name>/cms:delegate</command-name>",
+        [tool_use("Bash", {"command": wait, "description": "Wait for kid"}), text("Relayed.")],
     )
-    assert events[-1]["type"] == "result" and events[-1]["result"] == "Parent: relayed."
+    prompt = (
+        "/cms:delegate --preset read-only --max-cost 0.5 --name kid list the modules KID-DELEGATE"
+    )
+    argv = [str(claude_bin), "-p", prompt, "--output-format", "stream-json", "--verbose",
+            "--plugin-dir", str(REPO)]  # fmt: skip
+    started = time.monotonic()
+    parent = subprocess.Popen(
+        argv, cwd=project, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        [first] = standin.wait_for("<command-name>/cms:delegate</command-name>", timeout=120)
+        answered_s = time.monotonic() - started
+        # The hook returned while the child still works: the model's first request came.
+        assert Cms(env, project).show("kid")["status"] == "running"
+        assert answered_s < 40, f"the hook held the prompt for {answered_s:.0f} s"
+        out, err = parent.communicate(timeout=240)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    told = all_text(first)
+    assert "cms delegate: session kid is running" in told and "cms-run" in told
+    assert "wait kid --timeout 100" in told and "the child found three modules" not in told
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert events and events[-1]["type"] == "result", err[-2000:]
+    assert events[-1]["result"] == "Relayed."
+    # After its wait, the parent's next request holds the child's result.
+    second = standin.requests_for("<command-name>/cms:delegate</command-name>")[1]
+    [result] = second.blocks("tool_result")
+    assert "the child found three modules" in json.dumps(result)
     kid = Cms(env, project).show("kid")
     assert kid["status"] == "completed"
     assert kid["preset"] == "read-only" and kid["max_cost_usd"] == 0.5
     assert kid["task"] == "list the modules KID-DELEGATE"
     assert kid["parent_session_id"] == events[-1]["session_id"]
-    parent = standin.requests_for("<command-name>/cms:delegate</command-name>")
-    assert "the child found three modules" in all_text(parent[0])
 
 
 def test_hostile_text_reaches_the_child_verbatim_and_runs_nowhere(
@@ -108,11 +135,26 @@ def test_hostile_text_reaches_the_child_verbatim_and_runs_nowhere(
     standin.script("<command-name>/cms:delegate</command-name>", [text("ok")])
     claude_p(claude_bin, f"/cms:delegate --name hostile {hostile}", env, project)
     assert not list(tmp_path.glob("pwned*")), "a shell ran the user's words"
-    record = Cms(env, project).show("hostile")
+    [record] = Cms(env, project).ok("wait", "hostile")
     assert record["task"] == hostile
     assert record["status"] == "completed"
     child = standin.requests_for("KID-HOSTILE")[0]
     assert hostile in first_user_text(child.body)
+
+
+def test_continue_command_on_an_uncapped_session_sends_the_correction(
+    claude_bin: Path, standin: StandIn, env: dict[str, str], project: Path
+) -> None:
+    cms = Cms(env, project)
+    standin.script("KID-FREE", [text("first try"), text("corrected")])
+    cms.ok("delegate", "work KID-FREE", "--name", "free")
+    standin.script("<command-name>/cms:continue</command-name>", [text("ok")])
+    claude_p(claude_bin, "/cms:continue --add-cost 1 free fix it", env, project)
+    [out] = cms.ok("wait", "free")
+    assert out["status"] == "completed" and out["response"] == "corrected"
+    assert out["max_cost_usd"] is None
+    told = all_text(standin.requests_for("<command-name>/cms:continue</command-name>")[0])
+    assert "Note: session 'free' has no cost limit" in told
 
 
 def test_sessions_command_puts_the_sessions_in_front_of_the_model(

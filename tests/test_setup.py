@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from cmsrun import CMS, Cms, claude_p, copy_tracked_files
-from standin import StandIn, first_user_text, text
+from standin import StandIn, first_user_text, text, tool_use
 
 from cms.ops import setup
 
@@ -172,7 +172,13 @@ def test_setup_gives_bare_delegate_and_sessions_and_uninstall_restores_claude_fo
     marker = tmp_path / "pwned"
     task = f"list the modules $(touch {marker}-1) `touch {marker}-2`; touch {marker}-3 KID-BARE"
     standin.script("KID-BARE", [text("the child found three modules")])
-    standin.script("<command-name>/delegate</command-name>", [text("Parent: relayed.")])
+    # The hook starts the child; the parent (scripted) waits as the context says.
+    data = warm_home / ".claude" / "plugins" / "data" / setup.PLUGIN_DATA_NAME
+    wait = f"{REPO / 'scripts' / 'cms-run'} --data {data} wait kid --timeout 100"
+    standin.script(
+        "<command-name>/delegate</command-name>",
+        [tool_use("Bash", {"command": wait}), text("Parent: relayed.")],
+    )
     events = claude_p(
         claude_bin, f"/delegate --preset read-only --name kid {task}", lean_env, project
     )
@@ -186,7 +192,6 @@ def test_setup_gives_bare_delegate_and_sessions_and_uninstall_restores_claude_fo
     )
     assert not list(tmp_path.glob("pwned*")), "a shell ran the user's words"
     # The plugin ran on the Python setup recorded: nothing was built.
-    data = warm_home / ".claude" / "plugins" / "data" / setup.PLUGIN_DATA_NAME
     assert (data / "cms-python").read_text().strip() == sys.executable
     assert not (data / "venv").exists()
 
