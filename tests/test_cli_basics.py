@@ -221,6 +221,98 @@ def test_claude_that_does_not_run(
     assert session_files(cms_home) == []
 
 
+def test_not_signed_in_is_exit_3_with_no_record_and_no_name_taken(
+    project: Path, claude_env: dict[str, str], cms_home: Path, tmp_path: Path
+) -> None:
+    # The real CLI with no key and an empty HOME: Claude Code is not signed in.
+    empty = tmp_path / "empty-home"
+    empty.mkdir()
+    env = {k: v for k, v in claude_env.items() if k != "ANTHROPIC_API_KEY"}
+    env["HOME"] = str(empty)
+    for command in (["delegate", "say hi"], ["delegate", "say hi", "--background"]):
+        line = one_line_error(run_cms(*command, cwd=project, env=env), 3)
+        assert "not signed in" in line and "/login" in line and "ANTHROPIC_API_KEY" in line
+        assert session_files(cms_home) == []
+    # Signed in (the key), the same task gets the name the refused one would have had.
+    started = run_cms("--json", "spawn", "later", cwd=project, env=claude_env)
+    assert started.returncode == 0, started.stderr
+    done = run_cms("--json", "delegate", "say hi", "--background", cwd=project, env=claude_env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["name"] == "say-hi"
+    # A turn of an existing session is refused the same way, and changes nothing.
+    [later] = [p for p in session_files(cms_home) if p.stem == "later"]
+    before = later.read_bytes()
+    line = one_line_error(run_cms("send", "later", "hello", cwd=project, env=env), 3)
+    assert "not signed in" in line
+    assert later.read_bytes() == before
+    assert run_cms("wait", "say-hi", cwd=project, env=claude_env).returncode == 0
+
+
+def _fake_claude_logging_calls(folder: Path, logged_in: bool) -> tuple[Path, Path]:
+    calls = folder / "calls"
+    script = folder / "claude-auth"
+    answer = json.dumps({"loggedIn": logged_in, "authMethod": "claude.ai" if logged_in else "none"})
+    code = 0 if logged_in else 1
+    script.write_text(
+        f"#!/bin/sh\necho \"$@\" >> {calls}\n"
+        f"if [ \"$1 $2\" = 'auth status' ]; then echo '{answer}'; exit {code}; fi\n"
+        "exit 2\n"
+    )
+    script.chmod(0o755)
+    return script, calls
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["env", "credentials", "helper", "project-env", "login-key", "bedrock"],
+)
+def test_signed_in_is_read_from_what_claude_reads_without_starting_it(
+    where: str, tmp_path: Path, project: Path
+) -> None:
+    from cms.engine import signin
+
+    home = tmp_path / f"home-{where}"
+    (home / ".claude").mkdir(parents=True)
+    env = {"HOME": str(home)}
+    if where == "env":
+        env["ANTHROPIC_API_KEY"] = "sk-ant-key"
+    elif where == "credentials":
+        oauth = {"claudeAiOauth": {"accessToken": "t", "refreshToken": "r"}}
+        (home / ".claude" / ".credentials.json").write_text(json.dumps(oauth))
+    elif where == "helper":
+        (home / ".claude" / "settings.json").write_text('{"apiKeyHelper": "~/bin/key"}')
+    elif where == "project-env":
+        (project / ".claude").mkdir()
+        settings = {"env": {"ANTHROPIC_AUTH_TOKEN": "tok"}}
+        (project / ".claude" / "settings.local.json").write_text(json.dumps(settings))
+    elif where == "login-key":
+        (home / ".claude.json").write_text('{"primaryApiKey": "sk-ant-x"}')
+    else:
+        env["CLAUDE_CODE_USE_BEDROCK"] = "1"
+    claude, calls = _fake_claude_logging_calls(tmp_path, logged_in=False)
+    found = signin.status(str(claude), env, project)
+    assert found.signed_in is True, found
+    assert not calls.exists(), "claude was started although a local signal was there"
+    signin.check_signed_in(str(claude), env, project)
+
+
+def test_without_a_local_signal_claude_auth_status_decides_and_is_remembered(
+    tmp_path: Path, project: Path
+) -> None:
+    from cms.base.errors import EnvironmentProblem
+    from cms.engine import signin
+
+    env = {"HOME": str(tmp_path)}
+    claude, calls = _fake_claude_logging_calls(tmp_path, logged_in=False)
+    with pytest.raises(EnvironmentProblem, match="not signed in"):
+        signin.check_signed_in(str(claude), env, project, tmp_path)
+    claude, calls = _fake_claude_logging_calls(tmp_path, logged_in=True)
+    calls.unlink()
+    for _ in range(3):  # e.g. a macOS keychain sign-in: asked once, then remembered
+        assert signin.status(str(claude), env, project, tmp_path).signed_in is True
+    assert calls.read_text().splitlines() == ["auth status"]
+
+
 def _unusable_cms_home(tmp_path: Path) -> Path:
     """A CMS_HOME that cannot be created or written, also for root."""
     if os.geteuid() != 0:

@@ -6,6 +6,7 @@ sent, the spend, and that no process of the turn is left.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -73,6 +74,32 @@ def test_turns_exceeded(cms: Cms, standin: StandIn, project: Path) -> None:
     out = cms.ok("continue", "short", "finish T-TURNS", "--add-turns", "5")
     assert out["status"] == "completed"
     assert out["max_turns"] == 6
+
+
+def test_continue_on_an_uncapped_session_still_sends_the_correction(
+    cms: Cms, standin: StandIn
+) -> None:
+    # A script (or a parent model) that always passes --add-cost must not lose its
+    # correction to a session that has no cost cap: it is sent, the session stays
+    # uncapped, and the notice says so.
+    standin.script("T-UNCAPPED", [text("first try"), text("fixed it"), text("fixed again")])
+    out = cms.ok("delegate", "do it T-UNCAPPED", "--name", "free")
+    assert out["status"] == "completed" and out["max_cost_usd"] is None
+    done = cms.run("--json", "continue", "free", "fix it", "--add-cost", "1")
+    assert done.code == 0, done.stderr
+    out = done.json()
+    assert out["status"] == "completed" and out["response"] == "fixed it"
+    assert out["max_cost_usd"] is None and out["max_turns"] is None
+    assert "no cost limit" in out["notice"] and "uncapped" in out["notice"]
+    assert "cms: note:" in done.stderr and "no cost limit" in done.stderr
+    assert "fix it" in json.dumps(standin.requests_for("T-UNCAPPED")[1].body)
+    # Both options on a session with neither cap: one note, the correction sent.
+    done = cms.run("continue", "free", "and again", "--add-cost", "1", "--add-turns", "2")
+    assert done.code == 0, done.stderr
+    assert "no cost or turn limit" in done.stderr and "fixed again" in done.stdout
+    record = cms.show("free")
+    assert record["max_cost_usd"] is None and record["max_turns"] is None
+    assert record["notice"] is None  # the note belongs to that command, not the record
 
 
 def test_cost_cap_overshoots_by_at_most_one_call(cms: Cms, standin: StandIn, project: Path) -> None:

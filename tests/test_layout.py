@@ -132,7 +132,11 @@ def test_no_long_functions_or_modules() -> None:
 
 def test_cms_hook_through_the_console_entry_loads_no_cli() -> None:
     # `cms hook EVENT` is the hook entry point of the contract: as light as the
-    # child's own hook command, so click, pydantic and the rest stay unloaded.
+    # child's own hook command, so click, pydantic and the rest stay unloaded. The
+    # console script pip writes for `cms` calls cms.ui.entry, which loads the CLI only
+    # for the other commands.
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"cms": "cms.ui.entry:main"}
     code = (
         "import sys, io; sys.stdin = io.TextIOWrapper(io.BytesIO(b'{}')); "
         "from cms.ui import entry; entry.main(['hook', 'pre-tool-use']); "

@@ -144,9 +144,14 @@ def test_tools_over_stdio(
         assert out["status"] == "completed" and out["response"] == "first answer"
         assert out == cms.show("worker") | {"updated_at": out["updated_at"]}
         # continue: raise the budget, run the next turn in the same conversation.
-        out = await call(s, "continue_task", name="worker", message="again", add_turns=2)
+        # The worker has no cost cap: add_cost_usd raises nothing, the correction is
+        # still sent, and the notice says so.
+        out = await call(
+            s, "continue_task", name="worker", message="again", add_turns=2, add_cost_usd=1
+        )
         assert out["status"] == "completed" and out["response"] == "second answer"
-        assert out["max_turns"] == 7
+        assert out["max_turns"] == 7 and out["max_cost_usd"] is None
+        assert "no cost limit" in out["notice"]
 
         # background returns at once; a wait that runs out returns running, not an error.
         out = await call(s, "delegate_task", task="slowly M-SLOW", name="slow", background=True)
@@ -263,8 +268,9 @@ def test_parent_claude_delegates_through_the_plugin_tool(
         ],
     )
     standin.script("M-CHILD", [text("child result")])
-    # scripts/cms-run (the plugin's .mcp.json command) runs cms with this interpreter.
-    env = {**claude_env, "CMS_PYTHON": sys.executable}
+    # No setup and no CMS_PYTHON: scripts/cms-run (the plugin's MCP command) finds the
+    # python3 on PATH that has cms's dependencies (as after `pip install`) by itself.
+    env = {k: v for k, v in claude_env.items() if k != "CMS_PYTHON"}
     argv = [
         claude_env["CMS_CLAUDE_BIN"], "-p", "delegate this M-PARENT",
         "--output-format", "stream-json", "--verbose", "--plugin-dir", str(REPO_ROOT),
@@ -291,6 +297,9 @@ def test_parent_claude_delegates_through_the_plugin_tool(
     # schemas to its ToolSearch tool) and got the child's session back as its result.
     first, second = standin.requests_for("M-PARENT")
     assert tool in json.dumps(first.body)
+    # Connected before the first turn, yet the schemas stay deferred (not in `tools`).
+    offered = {t.get("name") for t in first.body.get("tools", [])}
+    assert not {name for name in offered if str(name).startswith(TOOL_PREFIX)}, offered
     [result] = second.blocks("tool_result")
     assert result.get("is_error") is not True
     content = result["content"]

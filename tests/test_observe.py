@@ -437,7 +437,7 @@ def test_doctor_all_good_for_a_person(project: Path, claude_env: dict[str, str])
     done = Cms(claude_env, project).run("doctor")
     assert done.code == 0, done.stdout
     names = [line.split()[1] for line in done.stdout.splitlines() if not line.startswith(" ")]
-    assert names[:5] == ["claude", "version", "plugin", "state", "root"]  # then setup
+    assert names[:6] == ["claude", "version", "sign-in", "plugin", "state", "root"]  # then setup
     assert all(line.split()[0] in ("ok", "warn") for line in done.stdout.splitlines()
                if not line.startswith(" "))  # fmt: skip
 
@@ -454,6 +454,22 @@ def test_doctor_claude_missing(project: Path, fake_home: Path, cms_home: Path) -
     assert done.returncode == 3
     assert re.search(r"^FAIL  claude +claude not found", done.stdout, re.M), done.stdout
     assert re.search(r"^ +fix: install Claude Code", done.stdout, re.M), done.stdout
+
+
+def test_doctor_says_whether_claude_code_is_signed_in(
+    project: Path, claude_env: dict[str, str], tmp_path: Path
+) -> None:
+    checks = doctor(claude_env, project, 0)
+    assert checks["sign-in"]["ok"] is True
+    assert "ANTHROPIC_API_KEY" in str(checks["sign-in"]["detail"])
+    empty = tmp_path / "empty-home"
+    empty.mkdir()
+    env = {k: v for k, v in claude_env.items() if k != "ANTHROPIC_API_KEY"}
+    checks = doctor({**env, "HOME": str(empty)}, project, 3)
+    assert checks["sign-in"]["ok"] is False
+    assert "not signed in" in str(checks["sign-in"]["detail"])
+    assert "/login" in str(checks["sign-in"]["fix"])
+    assert checks["claude"]["ok"] is True
 
 
 def test_doctor_claude_too_old(project: Path, claude_env: dict[str, str], tmp_path: Path) -> None:

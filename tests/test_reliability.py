@@ -349,6 +349,51 @@ def test_sigkilled_supervisor_mid_stream_leaves_a_readable_interrupted_record(
     assert readable_record(paths, "streamer")["status"] == "interrupted"
 
 
+def _tree_kill(pid: int) -> list[int]:
+    """What Claude Code does to a command it stops (Esc on a running hook, a Bash
+    command of a `claude -p` that ends): SIGTERM to the command's process group and
+    to every process below it by parent pid. Returns the pids signalled."""
+    from cms.engine import procs
+
+    tree = [pid, *procs.descendants(pid)]
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    for member in tree:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(member, signal.SIGTERM)
+    return tree
+
+
+def test_a_tree_kill_of_a_foreground_delegate_does_not_reach_its_turn(
+    cms: Cms, standin: StandIn, project: Path
+) -> None:
+    standin.script("T-TREEKILL", [text("survived it", delay=6)])
+    starter = subprocess.Popen(
+        [*CMS, "delegate", "outlive the starter T-TREEKILL", "--name", "survivor"],
+        cwd=project, env=cms.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    record = cms.wait_field("survivor", "child_pid")
+    assert starter.poll() is None, "the foreground delegate should still be waiting"
+    tree = _tree_kill(starter.pid)
+    starter.communicate(timeout=30)
+    assert starter.returncode != 0  # the starter itself was stopped
+    assert record["pid"] not in tree and record["child_pid"] not in tree
+    [out] = cms.ok("wait", "survivor", timeout=120)
+    assert out["status"] == "completed", out["error"]
+    assert out["response"] == "survived it"
+
+
+def test_claude_stopped_by_a_signal_says_so(cms: Cms, standin: StandIn) -> None:
+    standin.script("T-SIGTERM", [text("never", delay=60)])
+    cms.ok("delegate", "wait T-SIGTERM", "--name", "termed", "--background")
+    record = cms.wait_field("termed", "child_pid")
+    os.kill(record["child_pid"], signal.SIGTERM)
+    out = cms.wait_status("termed", {"failed"}, timeout=30)
+    assert out["error"].startswith("claude was "), out["error"]
+    assert "by SIGTERM" in out["error"] and "before it finished" in out["error"]
+
+
 def test_sigkilled_claude_child_fails_and_its_tool_is_stopped_too(
     cms: Cms, standin: StandIn, project: Path, cms_home: Path
 ) -> None:
@@ -367,7 +412,7 @@ def test_sigkilled_claude_child_fails_and_its_tool_is_stopped_too(
 
     os.kill(child, signal.SIGKILL)
     out = cms.wait_status("orphan", {"failed"}, timeout=30)
-    assert "killed by signal 9" in out["error"]
+    assert out["error"].startswith("claude was killed by SIGKILL"), out["error"]
     assert out["pid"] is None and out["child_pid"] is None
     # The supervisor ends, and takes what claude started with it.
     gone = [supervisor, child, *tools]

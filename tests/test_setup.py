@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from cmsrun import CMS, Cms, claude_p, copy_tracked_files
-from standin import StandIn, first_user_text, text
+from standin import StandIn, first_user_text, text, tool_use
 
 from cms.ops import setup
 
@@ -172,7 +172,13 @@ def test_setup_gives_bare_delegate_and_sessions_and_uninstall_restores_claude_fo
     marker = tmp_path / "pwned"
     task = f"list the modules $(touch {marker}-1) `touch {marker}-2`; touch {marker}-3 KID-BARE"
     standin.script("KID-BARE", [text("the child found three modules")])
-    standin.script("<command-name>/delegate</command-name>", [text("Parent: relayed.")])
+    # The hook starts the child; the parent (scripted) waits as the context says.
+    data = warm_home / ".claude" / "plugins" / "data" / setup.PLUGIN_DATA_NAME
+    wait = f"{REPO / 'scripts' / 'cms-run'} --data {data} wait kid --timeout 100"
+    standin.script(
+        "<command-name>/delegate</command-name>",
+        [tool_use("Bash", {"command": wait}), text("Parent: relayed.")],
+    )
     events = claude_p(
         claude_bin, f"/delegate --preset read-only --name kid {task}", lean_env, project
     )
@@ -186,7 +192,6 @@ def test_setup_gives_bare_delegate_and_sessions_and_uninstall_restores_claude_fo
     )
     assert not list(tmp_path.glob("pwned*")), "a shell ran the user's words"
     # The plugin ran on the Python setup recorded: nothing was built.
-    data = warm_home / ".claude" / "plugins" / "data" / setup.PLUGIN_DATA_NAME
     assert (data / "cms-python").read_text().strip() == sys.executable
     assert not (data / "venv").exists()
 
@@ -417,6 +422,131 @@ def test_marketplace_alone_builds_its_environment_once_and_never_blocks_a_prompt
     assert stamp.read_text().strip() == version
     log = (data / "build.log").read_text()
     assert "pip" in log and "install" in log
+
+
+# -- the launcher (scripts/cms-run) ----------------------------------------------------
+
+CMS_RUN = REPO / "scripts" / "cms-run"
+
+
+def _logging_python(folder: Path, real: str) -> Path:
+    """A ``python3`` on PATH that logs each start, then runs ``real``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "starts"
+    for name in ("python3", "python"):
+        script = folder / name
+        script.write_text(f'#!/bin/sh\necho start >> {log}\nexec {real} "$@"\n')
+        script.chmod(0o755)
+    return log
+
+
+def _cms_run(env: dict[str, str], cwd: Path, *args: str, stdin: str = "") -> Any:
+    return subprocess.run(
+        [str(CMS_RUN), *args], env=env, cwd=cwd, input=stdin, capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+
+
+def test_the_launcher_probes_python_on_path_once_without_importing_its_dependencies(
+    lean_env: dict[str, str], project: Path, tmp_path: Path
+) -> None:
+    # python3 on PATH has the dependencies (as after `pip install`), no venv, no setup.
+    log = _logging_python(tmp_path / "bin", sys.executable)
+    # A click that leaves a mark when imported, ahead of the real one: the probe must
+    # find it without importing it.
+    shadow = tmp_path / "shadow"
+    (shadow / "click").mkdir(parents=True)
+    imported = tmp_path / "click-imported"
+    (shadow / "click" / "__init__.py").write_text(f"open({str(imported)!r}, 'w').close()\n")
+    data = tmp_path / "data"
+    env = {**lean_env, "PATH": f"{tmp_path / 'bin'}:{lean_env['PATH']}", "PYTHONPATH": str(shadow)}
+    args = ["--data", str(data), "--no-build", "--module", "cms.hooks.parent", "stop"]
+    done = _cms_run(env, project, *args, stdin="{}")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert not imported.exists(), "the probe imported a dependency"
+    assert len(log.read_text().splitlines()) == 1  # one probe; the run used what it found
+    cached = (data / "python.cache").read_text().splitlines()
+    assert cached[:3] == [str(tmp_path / "bin" / "python3"), sys.executable, "deps"]
+    # The next calls are a shell test only: no interpreter is started to find one.
+    for _ in range(2):
+        again = _cms_run(env, project, *args, stdin="{}")
+        assert again.returncode == 0 and again.stderr == "", again.stderr
+    assert len(log.read_text().splitlines()) == 1
+    assert not (data / "venv").exists()
+    # Another python3 on PATH is probed anew.
+    other = _logging_python(tmp_path / "other", sys.executable)
+    env["PATH"] = f"{tmp_path / 'other'}:{lean_env['PATH']}"
+    assert _cms_run(env, project, *args, stdin="{}").returncode == 0
+    assert len(other.read_text().splitlines()) == 1
+
+
+def _fake_uv(folder: Path) -> Path:
+    """A ``uv`` that logs its arguments and fails (the build then stops at once)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "uv-calls"
+    script = folder / "uv"
+    script.write_text(f'#!/bin/sh\necho "$*" >> {log}\necho "uv: no network here" >&2\nexit 2\n')
+    script.chmod(0o755)
+    return log
+
+
+def test_the_build_uses_uv_when_it_is_on_path_and_says_so(
+    lean_env: dict[str, str], project: Path, tmp_path: Path
+) -> None:
+    calls = _fake_uv(tmp_path / "uvbin")
+    data = tmp_path / "data"
+    env = {**lean_env, "PATH": f"{tmp_path / 'uvbin'}:{lean_env['PATH']}"}
+    done = _cms_run(env, project, "--data", str(data), "list")
+    assert done.returncode == 3
+    first, last = done.stderr.strip().splitlines()
+    assert first.startswith("cms: setting up its Python environment in ") and "with uv" in first
+    assert "could not build" in last and "build.log" in last
+    [venv] = calls.read_text().splitlines()[:1]
+    assert venv.startswith("venv ") and str(data / "venv") in venv
+    assert "$ " + str(tmp_path / "uvbin" / "uv") + " venv" in (data / "build.log").read_text()
+    # Without uv: pip, and the line says so (here it fails the same way: no pip in a
+    # venv of the bare python3 that has none).
+    (tmp_path / "uvbin" / "uv").unlink()
+    done = _cms_run(lean_env, project, "--data", str(data), "list")
+    assert "with pip" in done.stderr.splitlines()[0]
+
+
+@pytest.fixture(scope="session")
+def uv_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with the real ``uv`` (its wheel from PyPI, unpacked)."""
+    where = tmp_path_factory.mktemp("uv")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(where), "uv"],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    [wheel] = where.glob("uv-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        [member] = [n for n in archive.namelist() if n.endswith("/scripts/uv")]
+        (where / "bin").mkdir()
+        (where / "bin" / "uv").write_bytes(archive.read(member))
+    (where / "bin" / "uv").chmod(0o755)
+    return where / "bin"
+
+
+@pytest.mark.slow
+def test_first_use_builds_the_environment_with_uv(
+    lean_env: dict[str, str], uv_bin: Path, project: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    env = {**lean_env, "PATH": f"{uv_bin}:{lean_env['PATH']}"}
+    started = time.monotonic()
+    done = _cms_run(env, project, "--data", str(data), "list")
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "no sessions in this project"
+    [line] = done.stderr.strip().splitlines()
+    assert "with uv" in line and str(data / "venv") in line
+    log = (data / "build.log").read_text()
+    assert f"$ {uv_bin / 'uv'} venv" in log and f"$ {uv_bin / 'uv'} pip install" in log
+    assert "with uv" in log.splitlines()[-1]
+    print(f"first use with uv: {took:.1f} s")
+    again = _cms_run(env, project, "--data", str(data), "list")
+    assert again.returncode == 0 and again.stderr == ""
 
 
 # -- pieces ------------------------------------------------------------------------------------

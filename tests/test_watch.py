@@ -162,7 +162,11 @@ def test_watch_follows_sessions_in_a_terminal(
     tmux.wait_for(lambda s: f"project spend ${spent:.4f} of cap $5.00" in s, "the spend")
 
     tmux.tmux("send-keys", "-t", tmux.target, "C-c")
-    screen = tmux.wait_for(lambda s: "exited with" in s, "watch to exit")
+    # The wrapper prints the exit status, then (a moment later) the terminal's echo mode.
+    echo_mode = re.compile(r"^-?echo$", re.M)
+    screen = tmux.wait_for(
+        lambda s: "exited with" in s and echo_mode.search(s), "watch to exit and stty"
+    )
     assert "exited with 0" in screen, screen
     assert "Traceback" not in screen
     # The terminal is as it was: cursor shown, echo on; the last table left once.

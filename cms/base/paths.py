@@ -16,7 +16,6 @@ Standard library only: the hook entry point imports this module on every tool ca
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -111,11 +110,27 @@ def resolve_project(
     return find_project_root(start)
 
 
+def _sha256_hex(data: bytes) -> str:
+    """sha256 of ``data``, from the interpreter's builtin module where it has one:
+    ``hashlib`` loads OpenSSL, a tenth of an interpreter's start on the hook path of
+    every tool call (the digests are the same)."""
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]  # 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[import-not-found,no-redef,unused-ignore]  # 3.12+
+        except ImportError:
+            from hashlib import sha256  # type: ignore[assignment,unused-ignore]
+    digest: str = sha256(data).hexdigest()
+    return digest
+
+
 def project_key(root: Path) -> str:
-    """A stable folder name for a project: readable stem plus a hash of the full path."""
+    """A stable folder name for a project: readable stem plus a hash of the full path
+    (scripts/cms-hook computes the same in the shell)."""
     real = os.path.realpath(root)
     stem = re.sub(r"[^a-z0-9._-]+", "-", os.path.basename(real).lower()).strip("-.") or "root"
-    digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    digest = _sha256_hex(real.encode("utf-8", "surrogateescape"))[:12]
     return f"{stem[:40]}-{digest}"
 
 

@@ -1,9 +1,10 @@
 """Starting supervisors detached, the queue of sessions waiting for a slot, and
 telling a live supervisor from a dead one.
 
-A supervisor is started as a new process (forked, or ``python -m cms.engine.launcher``) in its own
-process session, with stdin, stdout and stderr on /dev/null and no other inherited
-file descriptor: ``$(cms delegate --background ...)`` and Claude Code's Bash tool wait
+A supervisor is started as a new process (forked twice, or ``python -m
+cms.engine.launcher``, which forks it) in its own process session, no descendant of its
+caller, with stdin, stdout and stderr on /dev/null and no other inherited file
+descriptor: ``$(cms delegate --background ...)`` and Claude Code's Bash tool wait
 until every holder of their pipe closes it, so the detached process must hold none.
 
 The queue: at most ``limits.max_parallel`` sessions of a project run at once. A
@@ -27,6 +28,7 @@ import traceback
 from collections.abc import Iterable
 from pathlib import Path
 
+from cms.base.errors import EnvironmentProblem
 from cms.base.paths import PACKAGE_PARENT, ProjectPaths
 from cms.engine import dependencies, lifecycle, procs
 from cms.engine.models import SessionRecord, Status
@@ -41,9 +43,19 @@ def supervisor_alive(record: SessionRecord) -> bool:
 def spawn_supervisor(store: Store, name: str) -> int:
     """Start the detached supervisor of ``name``'s turn; returns its pid.
 
+    The supervisor is no descendant of the caller: it is forked twice (the first child
+    makes a new process session, forks the supervisor and exits), so its parent is
+    init, or the nearest subreaper above the caller, never the caller itself. Claude
+    Code stops a Bash command, a hook or a slash command by killing its whole process
+    tree (every process below it by parent pid, and its group): that can no longer
+    reach the turn (docs/DESIGN.md: "the command that started it may exit or be
+    killed without harm").
+
     A single-threaded caller (the CLI) forks: the child already has every module
     imported, which saves a fresh interpreter's start on the path of every turn. A
-    threaded caller (the MCP server) must not fork, so it starts a new interpreter.
+    threaded caller (the MCP server) must not fork, so it starts a new interpreter
+    (``python -m cms.engine.launcher``), which detaches the same way and prints the
+    supervisor's pid.
     """
     paths = store.paths
     log_path = paths.supervisor_log(name)
@@ -52,24 +64,7 @@ def spawn_supervisor(store: Store, name: str) -> int:
         if threading.active_count() == 1 and hasattr(os, "fork"):
             pid = _fork_supervisor(store, name, log_fd)
         else:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "cms.engine.launcher",
-                    str(paths.home),
-                    str(paths.project),
-                    name,
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=log_fd,
-                start_new_session=True,
-                close_fds=True,
-                cwd="/",
-                env=_supervisor_env(),
-            )
-            pid = proc.pid
+            pid = _start_launcher(paths, name, log_fd)
     finally:
         os.close(log_fd)
     started = procs.start_ticks(pid)
@@ -81,32 +76,79 @@ def spawn_supervisor(store: Store, name: str) -> int:
             record.pid_started = started
 
     store.update(name, note)
-    # Not waited for: the supervisor outlives us. A long-lived caller (the MCP server)
-    # reaps it through subprocess's own bookkeeping of dropped Popen objects.
     return pid
 
 
+def _start_launcher(paths: ProjectPaths, name: str, log_fd: int) -> int:
+    """``python -m cms.engine.launcher HOME PROJECT NAME``: it detaches the supervisor
+    and prints its pid, then exits (and is reaped here)."""
+    argv = [sys.executable, "-m", "cms.engine.launcher", str(paths.home), str(paths.project), name]
+    done = subprocess.run(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=log_fd,
+        start_new_session=True,
+        close_fds=True,
+        cwd="/",
+        env=_supervisor_env(),
+        timeout=120,
+        check=False,
+    )
+    try:
+        return int(done.stdout.split()[0])
+    except (IndexError, ValueError):
+        raise EnvironmentProblem(
+            f"the cms supervisor of {name!r} did not start (exit {done.returncode}); see "
+            f"{paths.supervisor_log(name)}"
+        ) from None
+
+
+def _detach(log_fd: int) -> None:
+    """In a process about to become a supervisor: stdio on /dev/null and the log, no
+    other inherited descriptor, no working directory to hold, default signals."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.dup2(log_fd, 2)
+    os.closerange(3, _max_fd())
+    os.chdir("/")
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
 def _fork_supervisor(store: Store, name: str, log_fd: int) -> int:
-    """Fork a detached supervisor: new session, stdio on /dev/null and the log, no
-    other inherited descriptor, and ``os._exit`` so no parent cleanup runs twice."""
+    """Fork twice: the first child starts a new session, forks the supervisor, writes
+    its pid into a pipe and exits at once; this process reaps it and reads the pid.
+    ``os._exit`` in both children, so no cleanup of this process runs twice."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    pid = os.fork()
-    if pid:
-        return pid
+    reader, writer = os.pipe()
+    first = os.fork()
+    if first:
+        os.close(writer)
+        with os.fdopen(reader, "rb") as pipe:
+            told = pipe.read()
+        os.waitpid(first, 0)
+        try:
+            return int(told)
+        except ValueError:
+            raise EnvironmentProblem(
+                f"the cms supervisor of {name!r} did not start; see "
+                f"{store.paths.supervisor_log(name)}"
+            ) from None
     code = 1
     try:
+        os.close(reader)
         os.setsid()
-        devnull = os.open(os.devnull, os.O_RDWR)
-        os.dup2(devnull, 0)
-        os.dup2(devnull, 1)
-        os.dup2(log_fd, 2)
-        os.closerange(3, _max_fd())
-        os.chdir("/")
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        code = _supervise(store.paths, name)
+        supervisor = os.fork()
+        if supervisor:
+            os.write(writer, str(supervisor).encode())
+            code = 0
+        else:
+            _detach(log_fd)
+            code = _supervise(store.paths, name)
     except BaseException:
         with contextlib.suppress(Exception):
             traceback.print_exc()
@@ -181,13 +223,21 @@ def _supervise(paths: ProjectPaths, name: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m cms.engine.launcher HOME PROJECT NAME``: a supervisor in a fresh
-    interpreter (how a threaded caller such as the MCP server starts one)."""
+    interpreter (how a threaded caller such as the MCP server starts one), detached:
+    it forks the supervisor, prints its pid and exits."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 3:
         print("usage: python -m cms.engine.launcher HOME PROJECT NAME", file=sys.stderr)
         return 2
     home, project, name = args
-    return _supervise(ProjectPaths.for_project(Path(project), Path(home)), name)
+    paths = ProjectPaths.for_project(Path(project), Path(home))
+    supervisor = os.fork()
+    if supervisor:  # the caller reads the pid; this process ends at once
+        sys.stdout.write(f"{supervisor}\n")
+        sys.stdout.flush()
+        return 0
+    _detach(2)  # this interpreter's stderr is the supervisor's log already
+    return _supervise(paths, name)
 
 
 if __name__ == "__main__":

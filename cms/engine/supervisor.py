@@ -92,7 +92,8 @@ class Supervisor:
         self.store = Store(paths)
         self.tally = TurnTally()
         self.stop: Stop | None = None
-        self.terminated = False
+        #: The signal that told this supervisor to stop ("" while none did).
+        self.terminated = ""
         self.proc: subprocess.Popen[bytes] | None = None
         self.temp_dir: str | None = None
         self.extra_env: dict[str, str] = {}
@@ -111,7 +112,7 @@ class Supervisor:
     # -- signals ---------------------------------------------------------------
 
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
-        self.terminated = True
+        self.terminated = signal.Signals(signum).name
 
     # -- main ------------------------------------------------------------------
 
@@ -331,7 +332,11 @@ class Supervisor:
             record = self.store.load(self.name)
             if record.abort_requested:
                 return Stop(Status.ABORTED, "aborted by cms abort")
-            return Stop(Status.FAILED, "the cms supervisor was terminated")
+            return Stop(
+                Status.FAILED,
+                f"the cms supervisor was stopped by {self.terminated} before the turn "
+                "finished (claude was stopped with it)",
+            )
         record = self.store.load(self.name)
         if record.abort_requested:
             return Stop(Status.ABORTED, "aborted by cms abort")
@@ -401,9 +406,7 @@ class Supervisor:
                 status, error = Status.COMPLETED, ""
         else:
             status = Status.FAILED
-            error = stderr_tail or f"claude exited with status {code} and no result"
-            if code is not None and code < 0:
-                error = f"claude was killed by signal {-code}. {error}".strip()
+            error = _no_result_error(code, stderr_tail, stderr_path)
         self._finish(status, error)
         return 0 if status is Status.COMPLETED else 1
 
@@ -477,6 +480,32 @@ class Supervisor:
                     handle.truncate()
         except OSError:
             pass
+
+
+def _signal_of(code: int | None) -> str | None:
+    """The signal that ended claude: a negative exit status (killed by it), or 128+N (a
+    shell, or Node, exiting on it: 143 is SIGTERM, 137 SIGKILL); None otherwise."""
+    if code is None:
+        return None
+    number = -code if code < 0 else code - 128 if 128 < code < 128 + 65 else 0
+    try:
+        return signal.Signals(number).name if number else None
+    except ValueError:
+        return None
+
+
+def _no_result_error(code: int | None, stderr_tail: str, stderr_path: Path) -> str:
+    """The error of a claude that ended without a result. Death by a signal is said
+    plainly: its stderr then holds whatever it printed before (often a stray warning),
+    which is no cause, so it is pointed to rather than quoted."""
+    killed_by = _signal_of(code)
+    if killed_by is not None:
+        how = f"killed by {killed_by}" if code and code < 0 else f"stopped by {killed_by}"
+        return (
+            f"claude was {how} (exit status {code}) before it finished the turn: "
+            f"something outside cms ended it; its stderr is in {stderr_path}"
+        )
+    return stderr_tail or f"claude exited with status {code} and no result"
 
 
 def _tail(path: Path) -> str:

@@ -92,6 +92,27 @@ def _guide() -> str:
     return text.strip()
 
 
+def _context(parts: list[str]) -> str:
+    """The SessionStart output that puts ``parts`` into the parent's context."""
+    if not parts:
+        return ""
+    output = {
+        "hookSpecificOutput": {
+            "hookEventName": "SessionStart",
+            "additionalContext": "\n\n".join(parts),
+        }
+    }
+    return json.dumps(output)
+
+
+def guide_only(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    """What ``session-start`` prints when no session needs the parent: the guide alone.
+    The plugin's hook script keeps it in its data folder and prints it without
+    starting Python while the project has nothing to report (scripts/cms-hook)."""
+    guide = _guide()
+    return _context([guide] if guide else [])
+
+
 def session_start(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
     if env.get("CMS_SESSION"):
         return ""  # a cms child: no guide, no recovery note
@@ -114,15 +135,7 @@ def session_start(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
             "wait for running ones with `cms wait NAME`.",
         ]
         parts.append("\n".join(lines))
-    if not parts:
-        return ""
-    output = {
-        "hookSpecificOutput": {
-            "hookEventName": "SessionStart",
-            "additionalContext": "\n\n".join(parts),
-        }
-    }
-    return json.dumps(output)
+    return _context(parts)
 
 
 def stop(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
@@ -198,6 +211,7 @@ HANDLERS: Mapping[str, Handler] = {
     "session-start": session_start,
     "stop": stop,
     "user-prompt-submit": user_prompt_submit,
+    "guide": guide_only,
 }
 
 
@@ -223,7 +237,8 @@ def run_user_hook(handlers: Mapping[str, Handler], argv: list[str] | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one parent hook (``session-start``, ``stop``, ``user-prompt-submit``)."""
+    """Run one parent hook (``session-start``, ``stop``, ``user-prompt-submit``;
+    ``guide``: the guide alone)."""
     return run_user_hook(HANDLERS, argv)
 
 

@@ -12,7 +12,7 @@ from cms.base.errors import (
     EnvironmentProblem,
 )
 from cms.base.paths import PACKAGE_DIR, plugin_root
-from cms.engine import claude, procs
+from cms.engine import claude, procs, signin
 from cms.engine.models import (
     Preset,
 )
@@ -58,11 +58,12 @@ CLAUDE_UPDATE_FIX = (
 
 def doctor(project: Project) -> list[Check]:
     """Check the environment, each failure with its fix: claude found and runnable,
-    new enough for the flags cms uses, the plugin valid, the state folder writable, the
+    new enough for the flags cms uses, signed in, the plugin valid, the state folder writable, the
     root user versus the ``full`` preset, and ``cms setup`` done."""
     binary, found = _check_claude(project)
     checks = [found]
     checks.append(_check_claude_version(binary))
+    checks.append(_check_signin(project, binary))
     checks.append(_check_plugin(project, binary))
     checks.append(_check_state(project))
     checks.append(_check_root(project))
@@ -149,6 +150,21 @@ def _check_claude_version(binary: claude.ClaudeBinary | None) -> Check:
         True,
         f"{binary.version} has every flag cms uses (needs {_dotted(MIN_CLAUDE_VERSION)}+)",
     )
+
+
+def _check_signin(project: Project, binary: claude.ClaudeBinary | None) -> Check:
+    if binary is None:
+        return Check("sign-in", False, "not checked: claude was not found", "see the claude check")
+    found = signin.status(binary.path, project.env, project.directory)
+    fix = "run `claude` and sign in with /login, or set ANTHROPIC_API_KEY"
+    if found.signed_in is None:
+        return Check(
+            "sign-in", True, f"cannot tell whether Claude Code is signed in: {found.how}", fix,
+            warning=True,
+        )  # fmt: skip
+    if not found.signed_in:
+        return Check("sign-in", False, f"Claude Code is not signed in ({found.how})", fix)
+    return Check("sign-in", True, f"Claude Code is signed in: {found.how}")
 
 
 def _check_plugin(project: Project, binary: claude.ClaudeBinary | None) -> Check:

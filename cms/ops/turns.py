@@ -25,7 +25,7 @@ from cms.base.errors import (
     NotFound,
     WrongState,
 )
-from cms.engine import claude, dependencies, launcher, lifecycle, worktree
+from cms.engine import claude, dependencies, launcher, lifecycle, signin, worktree
 from cms.engine.models import (
     SENDABLE,
     Preset,
@@ -61,8 +61,13 @@ from cms.policy import sandbox
 
 
 def _locate_claude(project: Project) -> claude.ClaudeBinary:
+    """claude found, runnable and signed in (exit 3 otherwise): before any record
+    changes, so a start that cannot run leaves nothing behind and takes no name."""
     home = project.paths.home
-    return claude.locate(home if home.is_dir() else None, project.env)
+    cache = home if home.is_dir() else None
+    binary = claude.locate(cache, project.env)
+    signin.check_signed_in(binary.path, project.env, project.directory, cache)
+    return binary
 
 
 def _check_sandbox(project: Project, preset: Preset, wanted: bool) -> None:
@@ -75,8 +80,8 @@ def _check_sandbox(project: Project, preset: Preset, wanted: bool) -> None:
 
 
 def _check_runnable(project: Project, record: SessionRecord) -> None:
-    """What must hold before any turn of ``record`` starts: claude there, the preset
-    runnable as this user, its sandbox available."""
+    """What must hold before any turn of ``record`` starts: claude there and signed in,
+    the preset runnable as this user, its sandbox available."""
     claude.check_preset_runnable(record.preset)
     _check_sandbox(project, record.preset, record.sandbox)
     _locate_claude(project)
@@ -366,13 +371,17 @@ def continue_task(
             )
     if record.status in (Status.RUNNING, Status.QUEUED, Status.FINISHED, Status.INTERRUPTED):
         _check_sendable(record)
+    # A cap that does not exist has nothing to raise: the correction is still sent
+    # (a script or a parent model that always passes --add-cost must not lose it), the
+    # session stays uncapped, and the notice says so.
+    unraised: list[tuple[str, str]] = []  # (the limit, the option given)
+    if add_cost is not None and record.max_cost_usd is None:
+        unraised.append(("cost", f"--add-cost {vocab.usd(add_cost)}"))
+        add_cost = None
+    if more_turns is not None and record.max_turns is None:
+        unraised.append(("turn", f"--add-turns {more_turns}"))
+        more_turns = None
     if add_cost is not None or more_turns is not None:
-        if add_cost is not None and record.max_cost_usd is None:
-            raise BadInput(f"session {name!r} has no cost limit to raise; --add-cost is not needed")
-        if more_turns is not None and record.max_turns is None:
-            raise BadInput(
-                f"session {name!r} has no turn limit to raise; --add-turns is not needed"
-            )
         trial = record.model_copy()
         if add_cost is not None and trial.max_cost_usd is not None:
             trial.max_cost_usd = max(trial.max_cost_usd, trial.cost_usd) + add_cost
@@ -385,7 +394,16 @@ def continue_task(
             r.max_turns = trial.max_turns
 
         project.store.update(record.name, raise_budget)
-    return send_message(project, name, message)
+    started = send_message(project, name, message)
+    if unraised:
+        kinds = " or ".join(kind for kind, _ in unraised)
+        given = " and ".join(option for _, option in unraised)
+        note = (
+            f"session {name!r} has no {kinds} limit, so {given} raised nothing: the "
+            "correction was sent and the session stays uncapped"
+        )
+        started.notice = f"{started.notice}; {note}" if started.notice else note
+    return started
 
 
 def resume_session(
@@ -531,8 +549,10 @@ def run_and_wait(
     The one shape of "run a turn" for every caller, each with its own wait: the CLI
     waits as long as it takes, the MCP tools under the client's call limit, the slash
     commands not at all (the parent model waits in a visible tool call instead)."""
-    record = start(project)
-    if background or not record.status.active or (wait_s is not None and wait_s <= 0):
-        return record
-    [record] = wait_sessions(project, [record.name], wait_s, on_progress=on_progress)
+    started = start(project)
+    if background or not started.status.active or (wait_s is not None and wait_s <= 0):
+        return started
+    [record] = wait_sessions(project, [started.name], wait_s, on_progress=on_progress)
+    if started.notice and record.notice != started.notice:
+        record.notice = started.notice  # what the start said (not kept on the record)
     return record

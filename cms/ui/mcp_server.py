@@ -775,13 +775,21 @@ async def get_cost(
     return CallToolResult(content=[_text(data)], structured_content=data)
 
 
+#: Each tool's ``_meta``. The plugin's manifest marks the server ``alwaysLoad`` (Claude
+#: Code then waits for it before the first turn, up to its 5-second connect limit, so a
+#: server slow to start on a busy machine is not missing from that turn); this keeps
+#: the tools themselves deferred behind Claude Code's tool search as usual, so the
+#: parent's every request does not carry their schemas.
+TOOL_META = {"anthropic/alwaysLoad": False}
+
+
 def build_server() -> MCPServer:
     """The cms MCP server with every tool registered (not started)."""
     server: MCPServer = MCPServer(
         name="cms", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
     )
     for fn, description, hints in _TOOLS:
-        server.tool(description=description, annotations=hints)(fn)
+        server.tool(description=description, annotations=hints, meta=dict(TOOL_META))(fn)
     return server
 
 

@@ -3,8 +3,15 @@ run from the UserPromptSubmit hook: ``python -m cms.ui.slash user-prompt-submit`
 
 The prompt arrives as JSON on stdin, so what the user typed reaches cms as data: no
 shell ever sees it (a ``!`` pre-execution line with ``$ARGUMENTS`` would hand it to a
-shell). :func:`parse_command` reads the command and its options; :func:`run` calls
-:mod:`cms.ops` exactly as the CLI would and returns the text put into the parent
+shell). A command that runs a turn (delegate, send, continue, resume, fork) only starts
+it and returns at once (:func:`cms.ops.run_and_wait` with no wait): a hook that waited
+would hold the user's Claude Code on "running UserPromptSubmit hook", where Esc is the
+only way out. The context it returns then tells the parent model to wait in a tool call
+of its own (``cms wait NAME`` through the plugin's launcher, in Bash), which the user
+sees running and may interrupt, unless ``--background`` was asked.
+
+:func:`parse_command` reads the command and its options; :func:`run` calls :mod:`cms.ops`
+exactly as the CLI would and returns the text put into the parent
 model's context: what happened, the session's status, cost and response, or the
 one-line error and what to do. It never raises; the hook prints nothing for a prompt
 that is not a cms command.
@@ -18,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,9 +39,10 @@ from cms.engine.models import SessionRecord
 from cms.hooks.parent import run_user_hook
 from cms.hooks.parent import user_prompt_submit as tell_parent
 
-#: How long a slash command waits for a turn before answering "still running"
-#: (seconds). Stays under the hook's own timeout in hooks/hooks.json (600 s).
-WAIT_S = 540.0
+#: How long one wait call that the parent model makes lasts at most (seconds): under
+#: the 120 s after which Claude Code may move a Bash command (or an MCP call) to the
+#: background. A wait that runs out says the session still runs, and is made again.
+WAIT_CALL_S = 100
 #: Longest response text put into the parent's context (characters).
 CONTEXT_LIMIT = 20_000
 
@@ -131,17 +140,44 @@ def _bare_delegate_is_ours(env: Mapping[str, str], cwd: str | None) -> bool:
     return False
 
 
-def describe(record: SessionRecord, verb: str) -> str:
+def wait_command(name: str, env: Mapping[str, str]) -> str:
+    """The Bash command that waits for session ``name`` and prints its result: the
+    plugin's launcher (which finds cms's Python by itself), so it works without ``cms``
+    on PATH."""
+    root = paths.plugin_root() or paths.PACKAGE_PARENT
+    parts = [str(root / "scripts" / "cms-run")]
+    data = env.get("CLAUDE_PLUGIN_DATA")
+    if data:
+        parts += ["--data", data]
+    parts += ["wait", name, "--timeout", str(WAIT_CALL_S)]
+    return " ".join(shlex.quote(part) for part in parts)
+
+
+def describe(
+    record: SessionRecord, verb: str, wait: str | None = None, background: bool = False
+) -> str:
+    """What the parent model reads: the session's state, and for a turn that runs, how
+    to wait for it (``wait``: the command) or that it runs in the background."""
     lines = [
         f"cms {verb}: session {record.name} is {record.status.value} "
         f"(preset {record.preset.value}, cost {usd(record.cost_usd)}, turns {record.turns})."
     ]
-    if record.status.active:
-        state = "It is still running"
-        if record.after and not record.after_met:
-            state = f"It starts once {', '.join(record.after)} have completed"
+    waiting = bool(record.after) and not record.after_met
+    state = f"It starts once {', '.join(record.after)} have completed. " if waiting else ""
+    check = f"/cms:result {record.name} (or `cms wait {record.name}`)"
+    if record.status.active and background:
         lines.append(
-            f"{state}. Check it later with /cms:result {record.name} or `cms wait {record.name}`."
+            f"{state}It runs in the background, as asked: do not wait for it. "
+            f"The user can check on it with {check}."
+        )
+    elif record.status.active and wait is None:
+        lines.append(f"{state or 'It is still running. '}Check it later with {check}.")
+    elif record.status.active:
+        lines.append(
+            f"{state or 'It has started and runs now. '}Wait for its result with the Bash "
+            f"tool: run `{wait}` (it prints the result when the session ends; the user "
+            f"sees it running and may press Esc). If it says the session is still "
+            f"running, run it again."
         )
     if record.notice:
         lines.append(f"Note: {record.notice}")
@@ -183,19 +219,24 @@ def run(
         child_env["CLAUDE_CODE_SESSION_ID"] = parent
     cwd = event.get("cwd") if isinstance(event.get("cwd"), str) else os.getcwd()
     try:
-        return _dispatch(command, options, text, ops.open_project(cwd, child_env))
+        return _dispatch(command, options, text, ops.open_project(cwd, child_env), env)
     except CmsError as exc:
         return f"cms {command} failed: {exc.message}"
 
 
 def _dispatch(
-    command: str, options: Mapping[str, str | bool], text: str, project: ops.Project
+    command: str,
+    options: Mapping[str, str | bool],
+    text: str,
+    project: ops.Project,
+    env: Mapping[str, str],
 ) -> str:
     background = bool(options.get("--background"))
 
     def turn(start: Any, verb: str) -> str:
-        record = ops.run_and_wait(project, start, wait_s=WAIT_S, background=background)
-        return describe(record, verb)
+        # Start, and return at once: the parent model waits in a tool call of its own.
+        record = ops.run_and_wait(project, start, wait_s=0, background=background)
+        return describe(record, verb, wait_command(record.name, env), background)
 
     if command == "delegate":
         settings: dict[str, Any] = {f: _field(options, f) for f in _SESSION_OPTIONS}
