@@ -7,8 +7,10 @@
 * the plugin's SessionStart and Stop hooks (``scripts/cms-hook``, as hooks/hooks.json
   runs them) in a project with no cms session, against ``python -c pass`` (target:
   at most 3x each);
-* the plugin's MCP command (``scripts/cms-run mcp``, no setup, no ``CMS_PYTHON``:
-  python3 on PATH has the dependencies) against ``cms mcp``, each to its first
+* the plugin's MCP command (as the manifest gives it: ``scripts/cms-run --module
+  cms.ui.mcp_lazy``, which answers the handshake from the answers shipped with cms;
+  no setup, no ``CMS_PYTHON``: python3 on PATH has the dependencies) against ``cms
+  mcp``, each to its first
   ``tools/list`` answer (target: at most 1.25x), and the launcher's own cost
   (``cms-run`` against ``python -m`` of the same module) as a share of the server's
   start (target: under a quarter);
@@ -85,15 +87,16 @@ def first_tools_list(argv: list[str], env: dict[str, str], cwd: Path) -> float:
         env=env, cwd=cwd,
     )  # fmt: skip
     assert proc.stdin is not None and proc.stdout is not None
-    hello = {
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                   "clientInfo": {"name": "bench", "version": "0"}},
-    }  # fmt: skip
+    # What Claude Code 2.1.332 sends (recorded from it): the stateless protocol, each
+    # request with its version in _meta, server/discover first.
+    meta = {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "0"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }}  # fmt: skip
     for message in (
-        hello,
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": meta},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": meta},
     ):
         proc.stdin.write((json.dumps(message) + "\n").encode())
     proc.stdin.flush()
@@ -195,7 +198,11 @@ def hook_rows(tmp: Path, pairs: int) -> list[Row]:
 
 def mcp_rows(tmp: Path, pairs: int) -> list[Row]:
     env, project = plugin_env(tmp / "mcp")
-    plugin_mcp = [str(ROOT / "scripts" / "cms-run"), "mcp"]
+    # The command the plugin's manifest gives Claude Code for its MCP server.
+    manifest = json.loads((ROOT / ".claude-plugin" / "plugin.json").read_text())
+    server_spec = manifest["mcpServers"]["cms"]
+    plugin_mcp = [server_spec["command"].replace("${CLAUDE_PLUGIN_ROOT}", str(ROOT))]
+    plugin_mcp += server_spec["args"]
     cms_mcp = [str(console_script(tmp / "mcp-bin", sys.executable)), "mcp"]
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     server = Row("plugin MCP command  vs  cms mcp (to tools/list)", 1.25)

@@ -172,6 +172,15 @@ def _supervisor_env() -> dict[str, str]:
     return env
 
 
+#: The lock file (under the project's folder) that one count of running turns and the
+#: decision to start one hold.
+QUEUE_LOCK = "queue"
+#: How long a command waits for the queue lock (seconds): longer than a record's, since
+#: many commands started at once (a script, a parent model's burst) all queue on it,
+#: each for a short time.
+QUEUE_LOCK_TIMEOUT_S = 120.0
+
+
 def running(records: Iterable[SessionRecord]) -> int:
     """How many exchanges of these records run now (their supervisors alive)."""
     return sum(1 for r in records if r.status is Status.RUNNING and supervisor_alive(r))
@@ -180,8 +189,7 @@ def running(records: Iterable[SessionRecord]) -> int:
 def start_queued(store: Store) -> list[str]:
     """Start queued sessions while the project has free slots; returns their names."""
     started: list[str] = []
-    lock_path = store.paths.root / "queue"
-    with store.locked(lock_path):
+    with store.locked(store.paths.root / QUEUE_LOCK, timeout_s=QUEUE_LOCK_TIMEOUT_S):
         records = dependencies.settle(store, store.list().records)
         limit = store.load_project().limits.max_parallel
         now = running(records)
@@ -194,9 +202,13 @@ def start_queued(store: Store) -> list[str]:
                 break
             if not _begin_queued(store, record.name):
                 continue  # aborted (or started) meanwhile
-            spawn_supervisor(store, record.name)
             now += 1
             started.append(record.name)
+    # Outside the lock: a turn marked running counts as alive for procs.LAUNCH_GRACE_S
+    # before its pid is recorded, so the slot stays taken, and twenty starting commands
+    # do not each wait for nineteen forks (the lock guards the count, not the start).
+    for name in started:
+        spawn_supervisor(store, name)
     return started
 
 

@@ -126,9 +126,11 @@ class Store:
             except OSError as exc:
                 raise _state_error(folder, exc) from exc
 
-    def locked(self, path: Path) -> contextlib.AbstractContextManager[None]:
+    def locked(
+        self, path: Path, timeout_s: float = LOCK_TIMEOUT_S
+    ) -> contextlib.AbstractContextManager[None]:
         """Hold ``path``'s lock for a read-modify-write cycle (:func:`file_lock`)."""
-        return file_lock(path)
+        return file_lock(path, timeout_s)
 
     # -- generic TOML ------------------------------------------------------------
 

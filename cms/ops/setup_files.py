@@ -144,7 +144,7 @@ class PluginSource:
             rel = path.relative_to(self.package)
             if rel.parts[0] == "plugin" or "__pycache__" in rel.parts or not path.is_file():
                 continue
-            if path.suffix == ".py" or path.name == "py.typed":
+            if path.suffix == ".py" or path.name in ("py.typed", "mcp_handshake.json"):
                 found["cms/" + rel.as_posix()] = path
         missing = [name for name in REQUIRED if name not in found]
         if missing:

@@ -264,7 +264,8 @@ def _start_exchange(
     (a concurrent ``send``). Starting it again would run it twice.
     """
     limit = project.store.load_project().limits.max_parallel
-    with project.store.locked(project.paths.root / "queue"):
+    queue_lock = project.paths.root / launcher.QUEUE_LOCK
+    with project.store.locked(queue_lock, timeout_s=launcher.QUEUE_LOCK_TIMEOUT_S):
         current = project.store.load(name)
         if (current.status, current.exchanges) != (seen.status, seen.exchanges):
             if seen.status is Status.QUEUED and seen.exchanges == 0:
@@ -276,7 +277,9 @@ def _start_exchange(
         if launcher.running(project.store.list().records) >= limit:
             return project.store.update(name, lambda r: lifecycle.queue(r, message))
         record = project.store.update(name, lambda r: lifecycle.begin(r, message))
-        launcher.spawn_supervisor(project.store, name)
+    # Outside the lock (as launcher.start_queued does): the turn marked running holds
+    # its slot until its supervisor's pid is recorded.
+    launcher.spawn_supervisor(project.store, name)
     return project.store.load(record.name)
 
 
@@ -472,7 +475,9 @@ def _resume_after(project: Project, record: SessionRecord, message: str | None) 
     check_can_start(project, project.store.load_project())
     _check_runnable(project, record)
     text = message or record.pending_message or record.task
-    with project.store.locked(project.paths.root / "queue"):
+    with project.store.locked(
+        project.paths.root / launcher.QUEUE_LOCK, timeout_s=launcher.QUEUE_LOCK_TIMEOUT_S
+    ):
         current = project.store.load(record.name)
         if current.status.active or current.after_met:
             raise WrongState(f"session {record.name!r} is {current.status.value} already")
