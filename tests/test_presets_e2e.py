@@ -225,6 +225,26 @@ def test_aborted_session_next_tool_call_is_denied(
     assert any("abort" in t for t in denials), denials
 
 
+def test_a_queued_session_does_not_start_once_the_project_cap_is_spent(
+    claude_env: dict[str, str], standin: StandIn, project: Path
+) -> None:
+    cms = Cms(claude_env, project)
+    cms.ok("budget", "--max-cost", "0.05", "--max-parallel", "1")
+    # The first spends past the cap in one slow call; the second waits for its slot.
+    standin.script("T-FIRST", [text("spent", input_tokens=20_000, delay=3)])
+    standin.script("T-QUEUED", [text("should never be asked")])
+    cms.ok("delegate", "first T-FIRST", "--name", "first", "--background",
+           "--model", "claude-sonnet-4-5")  # fmt: skip
+    queued = cms.ok("delegate", "queued T-QUEUED", "--name", "queued", "--background")
+    assert queued["status"] == "queued"
+    done = cms.run("--json", "wait", "first", "queued", timeout=60)
+    first, second = sorted(json.loads(done.stdout), key=lambda r: r["name"])
+    assert first["status"] == "cost_exceeded" and first["cost_usd"] >= 0.05
+    assert second["status"] == "cost_exceeded", second
+    assert "before this turn started" in second["error"] and second["cost_usd"] == 0
+    assert standin.requests_for("T-QUEUED") == []  # its claude never ran
+
+
 def test_project_cap_stops_a_second_session(
     claude_env: dict[str, str], standin: StandIn, project: Path
 ) -> None:

@@ -140,7 +140,16 @@ class Supervisor:
         if record.max_cost_usd is not None:
             budget_left = record.max_cost_usd - record.settled_cost_usd
         if config.limits.max_cost_usd is not None:
-            project_left = config.limits.max_cost_usd - self.store.spend()
+            spent = self.store.spend()
+            project_left = config.limits.max_cost_usd - spent
+            if project_left <= 0:  # e.g. a queued turn whose slot came after the cap
+                cap = usd(config.limits.max_cost_usd)
+                self._finish(
+                    Status.COST_EXCEEDED,
+                    f"the project's spend {usd(spent)} had reached its cap {cap} before "
+                    f"this turn started; raise it with `cms budget --max-cost USD`",
+                )
+                return 1
             budget_left = project_left if budget_left is None else min(budget_left, project_left)
         turns_left = None
         if record.max_turns is not None:
