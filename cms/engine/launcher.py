@@ -172,13 +172,16 @@ def _supervisor_env() -> dict[str, str]:
     return env
 
 
-#: The lock file (under the project's folder) that one count of running turns and the
-#: decision to start one hold.
-QUEUE_LOCK = "queue"
 #: How long a command waits for the queue lock (seconds): longer than a record's, since
 #: many commands started at once (a script, a parent model's burst) all queue on it,
 #: each for a short time.
 QUEUE_LOCK_TIMEOUT_S = 120.0
+
+
+def queue_locked(store: Store) -> contextlib.AbstractContextManager[None]:
+    """The project's queue lock: held while running turns are counted and one is marked
+    started (or queued); never while a supervisor is spawned."""
+    return store.locked(store.paths.root / "queue", timeout_s=QUEUE_LOCK_TIMEOUT_S)
 
 
 def running(records: Iterable[SessionRecord]) -> int:
@@ -189,7 +192,7 @@ def running(records: Iterable[SessionRecord]) -> int:
 def start_queued(store: Store) -> list[str]:
     """Start queued sessions while the project has free slots; returns their names."""
     started: list[str] = []
-    with store.locked(store.paths.root / QUEUE_LOCK, timeout_s=QUEUE_LOCK_TIMEOUT_S):
+    with queue_locked(store):
         records = dependencies.settle(store, store.list().records)
         limit = store.load_project().limits.max_parallel
         now = running(records)

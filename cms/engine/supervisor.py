@@ -134,23 +134,32 @@ class Supervisor:
             self._finish(Status.FAILED, f"cms supervisor error: {exc}")
             return 1
 
-    def _run_turn(self, record: SessionRecord) -> int:
-        config = self.store.load_project()
+    def _money_left(
+        self, record: SessionRecord, config: ProjectConfig
+    ) -> tuple[float | None, str | None]:
+        """What this turn may spend (None: no limit): the least of the session's budget
+        left and the project's; and why it may not start when the project's is spent."""
         budget_left = None
         if record.max_cost_usd is not None:
             budget_left = record.max_cost_usd - record.settled_cost_usd
-        if config.limits.max_cost_usd is not None:
-            spent = self.store.spend()
-            project_left = config.limits.max_cost_usd - spent
-            if project_left <= 0:  # e.g. a queued turn whose slot came after the cap
-                cap = usd(config.limits.max_cost_usd)
-                self._finish(
-                    Status.COST_EXCEEDED,
-                    f"the project's spend {usd(spent)} had reached its cap {cap} before "
-                    f"this turn started; raise it with `cms budget --max-cost USD`",
-                )
-                return 1
-            budget_left = project_left if budget_left is None else min(budget_left, project_left)
+        cap = config.limits.max_cost_usd
+        if cap is None:
+            return budget_left, None
+        spent = self.store.spend()
+        if spent >= cap:
+            return 0.0, (
+                f"the project's spend {usd(spent)} had reached its cap {usd(cap)} before "
+                f"this turn started; raise it with `cms budget --max-cost USD`"
+            )
+        project_left = cap - spent
+        return (project_left if budget_left is None else min(budget_left, project_left)), None
+
+    def _run_turn(self, record: SessionRecord) -> int:
+        config = self.store.load_project()
+        budget_left, spent_out = self._money_left(record, config)
+        if spent_out:  # e.g. a queued turn whose slot came after the project's cap
+            self._finish(Status.COST_EXCEEDED, spent_out)
+            return 1
         turns_left = None
         if record.max_turns is not None:
             turns_left = record.max_turns - record.settled_turns

@@ -264,8 +264,7 @@ def _start_exchange(
     (a concurrent ``send``). Starting it again would run it twice.
     """
     limit = project.store.load_project().limits.max_parallel
-    queue_lock = project.paths.root / launcher.QUEUE_LOCK
-    with project.store.locked(queue_lock, timeout_s=launcher.QUEUE_LOCK_TIMEOUT_S):
+    with launcher.queue_locked(project.store):
         current = project.store.load(name)
         if (current.status, current.exchanges) != (seen.status, seen.exchanges):
             if seen.status is Status.QUEUED and seen.exchanges == 0:
@@ -475,9 +474,7 @@ def _resume_after(project: Project, record: SessionRecord, message: str | None) 
     check_can_start(project, project.store.load_project())
     _check_runnable(project, record)
     text = message or record.pending_message or record.task
-    with project.store.locked(
-        project.paths.root / launcher.QUEUE_LOCK, timeout_s=launcher.QUEUE_LOCK_TIMEOUT_S
-    ):
+    with launcher.queue_locked(project.store):
         current = project.store.load(record.name)
         if current.status.active or current.after_met:
             raise WrongState(f"session {record.name!r} is {current.status.value} already")
