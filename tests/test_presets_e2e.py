@@ -252,12 +252,14 @@ def test_project_cap_stops_a_second_session(
     cms.ok("budget", "--max-cost", "0.05")
     # The first session spends past the project cap in one call ($0.06).
     standin.script("T-SPENDER", [text("spent", input_tokens=20_000)])
-    # The second is slow to its first call, then wants to write.
+    # The second runs first and is slow to its first call (then it would write): the
+    # cap, spent meanwhile by the first, stops it while it waits, however slow the
+    # machine is to start the first.
     target = project / "second.txt"
     standin.script(
         "T-SECOND",
         [
-            tool_use("Write", {"file_path": str(target), "content": "x\n"}, delay=3),
+            tool_use("Write", {"file_path": str(target), "content": "x\n"}, delay=40),
             text("wrote"),
         ],
     )
