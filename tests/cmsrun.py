@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,3 +180,49 @@ def wait_gone(pids_of: Any, timeout: float = 10.0) -> list[int]:
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.1)
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in ``repo``; its output, stripped (a failure raises)."""
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def tree_state(repo: Path) -> tuple[str, str, str, str]:
+    """Branch, HEAD, status and README content: what 'untouched' means."""
+    return (
+        git(repo, "rev-parse", "--abbrev-ref", "HEAD"),
+        git(repo, "rev-parse", "HEAD"),
+        git(repo, "status", "--porcelain"),
+        (repo / "README.md").read_text(),
+    )
+
+
+class Watcher(threading.Thread):
+    """Reads a state file every few milliseconds and keeps every line matching ``bad``
+    it ever held (a record is rewritten as events stream in: only a watcher sees a
+    tampered state that was put right again). The injected text may legitimately
+    appear inside a string (``last_activity`` describes the child's tool calls), so
+    ``bad`` should match from the start of a line."""
+
+    def __init__(self, path: Path, bad: re.Pattern[str]) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.bad = bad
+        self.tampered: list[str] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                lines = self.path.read_text().splitlines()
+            except OSError:
+                lines = []
+            self.tampered += [line for line in lines if self.bad.match(line)]
+            time.sleep(0.005)
+
+    def stop(self) -> list[str]:
+        self.done.set()
+        self.join()
+        return self.tampered

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from cmsrun import Cms, processes_of_session, wait_gone
+from cmsrun import Cms, git, processes_of_session, tree_state, wait_gone
 from standin import StandIn, error, first_user_text, text, tool_use
 
 MODEL = "claude-sonnet-4-5"
@@ -30,22 +29,6 @@ PARTS = {"login": 1.0, "signup": 3.0, "reset": 10.0}
 @pytest.fixture
 def cms(claude_env: dict[str, str], project: Path) -> Cms:
     return Cms(claude_env, project)
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def tree_state(repo: Path) -> tuple[str, str, str, str]:
-    """Branch, HEAD, status and README content: what 'untouched' means."""
-    return (
-        git(repo, "rev-parse", "--abbrev-ref", "HEAD"),
-        git(repo, "rev-parse", "HEAD"),
-        git(repo, "status", "--porcelain"),
-        (repo / "README.md").read_text(),
-    )
 
 
 def one_line_error(done: object, code: int = 2) -> str:

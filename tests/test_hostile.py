@@ -24,16 +24,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cmsrun import Cms, Run, processes_with_home, wait_gone
+from cmsrun import Cms, Run, Watcher, processes_with_home, wait_gone
 from standin import StandIn, drop, error, text, tool_use
 
 from cms import ops as api
@@ -407,27 +406,8 @@ def test_a_project_file_edited_into_nonsense_is_named_and_nothing_changes(
 # -- a child against its own record and budget ------------------------------------------------
 
 
-class Watcher(threading.Thread):
-    """Reads a state file every few milliseconds and remembers whether it ever held a
-    line an attack tried to put there. (The injected text may legitimately appear
-    inside a string: the record's ``last_activity`` describes the child's tool calls.)"""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(daemon=True)
-        self.path = path
-        self.tampered: list[str] = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            try:
-                lines = self.path.read_text().splitlines()
-            except OSError:
-                lines = []
-            self.tampered += [
-                line for line in lines if line.startswith(("INJECTED", "max_cost_usd = 1000"))
-            ]
-            time.sleep(0.005)
+#: What the attacks below try to put into a state file.
+TAMPERED = re.compile(r"INJECTED|max_cost_usd = 1000")
 
 
 @pytest.fixture
@@ -503,7 +483,7 @@ def test_a_child_cannot_change_its_own_record_or_budget(
         own_continue,
     ]
     standin.script("T-ATTACK", [*(tool_use(t, a) for t, a in calls), text("gave up")])
-    watch += [Watcher(record), Watcher(project_file), Watcher(forged)]
+    watch += [Watcher(record, TAMPERED), Watcher(project_file, TAMPERED), Watcher(forged, TAMPERED)]
     for w in watch:
         w.start()
     project_before = project_file.read_bytes()

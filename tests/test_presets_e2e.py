@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cmsrun import Cms, tool_results
+from cmsrun import Cms, git, tool_results
 from standin import StandIn, text, tool_use
 
 NOTEBOOK = {
@@ -34,12 +34,6 @@ NOTEBOOK = {
     "nbformat": 4,
     "nbformat_minor": 5,
 }
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, capture_output=True, text=True, check=True
-    ).stdout.strip()
 
 
 @dataclass

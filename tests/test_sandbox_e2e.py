@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cmsrun import Cms, tool_results
+from cmsrun import Cms, Watcher, git, tool_results
 from standin import Reply, StandIn, text, tool_use
 
 from cms.base.paths import ProjectPaths
@@ -82,12 +82,6 @@ def fill(value: Any, values: dict[str, str]) -> Any:
     if isinstance(value, tuple | list):
         return type(value)(fill(v, values) for v in value)
     return value
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, capture_output=True, text=True, check=True
-    ).stdout.strip()
 
 
 def script(calls: list[Call], last: str) -> list[Reply]:
@@ -539,32 +533,8 @@ def test_every_escape_lands_without_the_sandbox(
 # ------------------------------------------------------------- escapes, in a child
 
 
-class Watcher(threading.Thread):
-    """Reads a state file every few milliseconds and keeps any line an attack tried to
-    put there (a record is rewritten as events stream in: only a watcher sees a
-    tampered state that was put right again)."""
-
-    BAD = re.compile(r"^\s*(max_cost_usd\s*=\s*1000|max_turns\s*=\s*100000)")
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(daemon=True)
-        self.path = path
-        self.tampered: list[str] = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            try:
-                lines = self.path.read_text().splitlines()
-            except OSError:
-                lines = []
-            self.tampered += [line for line in lines if self.BAD.match(line)]
-            time.sleep(0.005)
-
-    def stop(self) -> list[str]:
-        self.done.set()
-        self.join()
-        return self.tampered
+#: What the escapes below try to put into a record or the project's limits.
+TAMPERED = re.compile(r"^\s*(max_cost_usd\s*=\s*1000|max_turns\s*=\s*100000)")
 
 
 @pytest.mark.parametrize("preset", ["edit", "review", "read-only"])
@@ -603,7 +573,7 @@ def test_escapes_have_no_effect(
     ]
     before = snapshot(protected)
     connections = listener.count
-    watchers = [Watcher(state.session_file(name)), Watcher(state.project_file)]
+    watchers = [Watcher(state.session_file(name), TAMPERED), Watcher(state.project_file, TAMPERED)]
     for w in watchers:
         w.start()
     try:

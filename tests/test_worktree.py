@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
-from cmsrun import Cms
+from cmsrun import Cms, git, tree_state
 from standin import StandIn, text, tool_use
 
 
 @pytest.fixture
 def cms(claude_env: dict[str, str], project: Path) -> Cms:
     return Cms(claude_env, project)
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def tree_state(repo: Path) -> tuple[str, str, str, str]:
-    """Branch, HEAD, status and README content: what 'untouched' means."""
-    return (
-        git(repo, "rev-parse", "--abbrev-ref", "HEAD"),
-        git(repo, "rev-parse", "HEAD"),
-        git(repo, "status", "--porcelain"),
-        (repo / "README.md").read_text(),
-    )
 
 
 def test_two_sessions_edit_the_same_file_in_their_own_worktrees(
