@@ -177,6 +177,7 @@ class _Server:
         self.answers: dict[str, Any] = {}
         self.pending: dict[Any, Any] = {}  # request id -> method (or LISTEN's filter)
         self.acknowledged: set[str] = set()  # subscriptions acknowledged here already
+        self.ack: dict[str, Any] = {}  # the last acknowledgement ask() met
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cms.ui.cli", "mcp"],
             stdin=subprocess.PIPE,
@@ -193,14 +194,14 @@ class _Server:
         self.proc.stdin.flush()
 
     def ask(self, message: dict[str, Any]) -> dict[str, Any] | None:
-        """Send a request and read its answer (before the copier runs); notifications
-        met on the way are kept as ``<method>`` answers' notes for the caller."""
+        """Send a request and read its answer (before the copier runs); a listen's
+        acknowledgement met on the way is kept in ``ack``."""
         assert self.proc.stdout is not None
         self.send(json.dumps(message))
         for line in self.proc.stdout:
             answer = json.loads(line)
             if "id" not in answer and answer.get("method") == ACKNOWLEDGED:
-                self.answers[ACKNOWLEDGED] = answer.get("params", {})
+                self.ack = answer.get("params", {})
             if answer.get("id") == message.get("id") and "method" not in answer:
                 return dict(answer)
         return None
@@ -409,7 +410,7 @@ def real_answers(version: str, env: dict[str, str]) -> dict[str, Any]:
                 note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
                 server.send(json.dumps(note))
         if stateless:
-            ack = dict(server.answers.get(ACKNOWLEDGED) or {})
+            ack = dict(server.ack)
             meta = {k: v for k, v in (ack.get("_meta") or {}).items() if k != META_SUBSCRIPTION}
             answers[LISTEN] = {"filter": LISTEN_FILTER, "ack": {**ack, "_meta": meta}}
         return answers
