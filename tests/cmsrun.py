@@ -56,23 +56,34 @@ class Cms:
         data: dict[str, Any] = self.ok("show", name)
         return data
 
+    def _show_soon(self, name: str, deadline: float) -> dict[str, Any] | None:
+        """The record, or None while it does not exist yet (a starter on a loaded machine
+        may not have made it); after the deadline a missing record fails as ``show``."""
+        result = self.run("--json", "show", name)
+        missing = result.code == 2 and "no session named" in result.stderr
+        if missing and time.monotonic() <= deadline:
+            return None
+        assert result.code == 0, f"cms show {name} -> {result.code}\n{result.stderr}"
+        data: dict[str, Any] = result.json()
+        return data
+
     def wait_status(self, name: str, statuses: set[str], timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
-            record = self.show(name)
-            if record["status"] in statuses:
+            record = self._show_soon(name, deadline)
+            if record is not None and record["status"] in statuses:
                 return record
-            if time.monotonic() > deadline:
+            if record is not None and time.monotonic() > deadline:
                 raise AssertionError(f"{name} stayed {record['status']}, wanted {statuses}")
             time.sleep(0.1)
 
     def wait_field(self, name: str, key: str, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
-            record = self.show(name)
-            if record.get(key):
+            record = self._show_soon(name, deadline)
+            if record is not None and record.get(key):
                 return record
-            if time.monotonic() > deadline:
+            if record is not None and time.monotonic() > deadline:
                 raise AssertionError(f"{name} never got {key}: {record}")
             time.sleep(0.1)
 
