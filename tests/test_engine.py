@@ -284,6 +284,27 @@ def test_parallel_limit_queues_then_runs(cms: Cms, standin: StandIn) -> None:
     assert q2["turn_started_at"] >= q1["ended_at"]
 
 
+@pytest.mark.parametrize("command", ["show", "result"])
+def test_reading_a_queued_session_starts_it_when_its_slot_freed_unnoticed(
+    cms: Cms, standin: StandIn, command: str
+) -> None:
+    # The running session's supervisor dies without running the queue: nothing else
+    # is left to notice the free slot; reading the queued session does, as a listing would.
+    cms.ok("budget", "--max-parallel", "1")
+    standin.script("T-HOLD", [text("never", delay=120)])
+    standin.script("T-NEXT", [text("next done")])
+    cms.ok("delegate", "hold T-HOLD", "--name", "hold", "--background")
+    assert cms.ok("delegate", "next T-NEXT", "--name", "next", "--background")["status"] == "queued"
+    record = cms.wait_field("hold", "child_pid")
+    for pid in (record["pid"], record["child_pid"]):
+        os.kill(pid, signal.SIGKILL)
+    read = cms.run("--json", command, "next")
+    assert read.json()["status"] in ("running", "completed"), read.stdout
+    [done] = cms.ok("wait", "next", timeout=120)
+    assert done["status"] == "completed" and done["response"] == "next done"
+    assert len(standin.requests_for("T-NEXT")) == 1
+
+
 def test_background_holds_no_pipe(cms: Cms, standin: StandIn) -> None:
     """`$(cms delegate --background ...)` returns while the turn still runs."""
     standin.script("T-BG", [text("later", delay=20)])

@@ -242,7 +242,9 @@ def test_progress_on_a_terminal_and_never_in_json_or_pipes(cms: Cms, standin: St
 
 
 def test_progress_of_wait_and_not_with_json(cms: Cms, standin: StandIn) -> None:
-    standin.script("T-WAIT", SLOW)
+    # The second turn is slow enough that the bare `wait` below meets it running even
+    # on a loaded machine (it waits for the sessions running or queued when it starts).
+    standin.script("T-WAIT", [*SLOW, text("second answer", delay=8)])
     cms.ok("delegate", "a T-WAIT", "--name", "wa", "--background")
     code, stdout, stderr = run_with_tty_stderr(["wait", "wa"], cms)
     assert code == 0
@@ -251,7 +253,8 @@ def test_progress_of_wait_and_not_with_json(cms: Cms, standin: StandIn) -> None:
     cms.ok("send", "wa", "b T-WAIT", "--background")
     code, stdout, stderr = run_with_tty_stderr(["wait", "--json"], cms)
     assert code == 0 and stderr == ""
-    assert [r["name"] for r in json.loads(stdout)] == ["wa"]
+    [waited] = json.loads(stdout)
+    assert waited["name"] == "wa" and waited["response"] == "second answer"
 
 
 # -- cms cost ----------------------------------------------------------------------------

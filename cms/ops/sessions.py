@@ -68,8 +68,17 @@ def refresh(project: Project, record: SessionRecord) -> SessionRecord:
         return record
 
 
-def get_session(project: Project, name: str, mark_read: bool = False) -> SessionRecord:
+def get_session(
+    project: Project, name: str, mark_read: bool = False, kick: bool = False
+) -> SessionRecord:
+    """The record of ``name`` as it is now. With ``kick`` (reading it: ``show``,
+    ``result``) a queued one is first given its chance to start, as a listing does: a
+    slot may have freed, or the last session it runs after ended with nobody left to
+    notice."""
     record = refresh(project, project.store.load(check_name(name)))
+    if kick and record.status is Status.QUEUED:
+        kick_queue(project)
+        record = project.store.load(record.name)
     if mark_read and not record.result_read and not record.status.active:
         record = project.store.update(record.name, lambda r: setattr(r, "result_read", True))
     return record

@@ -345,7 +345,7 @@ def result(name: str) -> None:
     """The last response and outcome of NAME."""
     from cms import ops as api
 
-    record = api.get_session(_project(), name, mark_read=True)
+    record = api.get_session(_project(), name, mark_read=True, kick=True)
     if _state().json:
         _emit_json(record.public())
     else:
@@ -383,7 +383,7 @@ def show(name: str) -> None:
     from cms.ui import watch as view
 
     project = _project()
-    record = api.get_session(project, name)
+    record = api.get_session(project, name, kick=True)
     if _state().json:
         _emit_json(record.public())
         return

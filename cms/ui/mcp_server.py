@@ -608,7 +608,7 @@ async def get_session(
     name: SessionName, project: Project = None
 ) -> Annotated[CallToolResult, SessionOut]:
     record = await _run(
-        None, project, lambda call: api.get_session(call.project(), name, mark_read=True)
+        None, project, lambda call: api.get_session(call.project(), name, mark_read=True, kick=True)
     )
     return _session_result(record)
 

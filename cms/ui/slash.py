@@ -254,7 +254,7 @@ def _dispatch(
         add_turns = _number(_field(options, "add_turns"), "--add-turns", int)
         return turn(lambda p: ops.continue_task(p, name, rest, add_cost, add_turns), "continue")
     if command == "result":
-        return describe(ops.get_session(project, name, mark_read=True), "result")
+        return describe(ops.get_session(project, name, mark_read=True, kick=True), "result")
     if command == "abort":
         return describe(ops.abort_session(project, name), "abort")
     if command == "finish":
