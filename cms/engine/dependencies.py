@@ -6,8 +6,9 @@ A session started ``--after`` names its predecessors in its record (``after``) a
 waits ``queued``, so the dependency is on disk and survives any crash. Whoever runs
 the queue next settles it (:func:`cms.engine.launcher.start_queued`, under the
 project's queue lock): a finishing supervisor, or any later cms command that lists
-the sessions. Settling is idempotent: a session released or blocked once is not
-waiting any more, and merging a branch already merged changes nothing.
+the sessions or reads a queued one (``show``, ``result``, ``wait``). Settling is
+idempotent: a session released or blocked once is not waiting any more, and merging
+a branch already merged changes nothing.
 """
 
 from __future__ import annotations
