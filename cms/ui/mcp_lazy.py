@@ -65,7 +65,7 @@ META_SUBSCRIPTION = "io.modelcontextprotocol/subscriptionId"
 #: The answers that ship with cms (see the module's docstring).
 SHIPPED = paths.PACKAGE_DIR / "ui" / "mcp_handshake.json"
 #: The modules the server's answers are made from: their digest keys the answers.
-SOURCES = ("ui/mcp_server.py", "base/vocab.py", "__init__.py")
+SOURCES = ("ui/mcp_server.py", "ui/mcp_schema.py", "base/vocab.py", "__init__.py")
 #: The protocol versions whose answers ship: the ``initialize`` ones, then the
 #: stateless one.
 PROTOCOL_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
