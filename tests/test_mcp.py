@@ -23,7 +23,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.types import CallToolResult, TextContent
 from standin import StandIn, text, tool_use
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(240)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOOL_PREFIX = "mcp__plugin_cms_cms__"

@@ -31,10 +31,10 @@ from standin import (
     tool_use,
 )
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(240)
 
 MODEL = "claude-sonnet-4-5"
-RUN_TIMEOUT = 45.0
+RUN_TIMEOUT = 150.0
 
 
 @dataclass
