@@ -187,7 +187,8 @@ def test_a_predecessor_over_budget_fails_its_dependent_with_no_model_call(
     readme = str(project / "README.md")
     standin.script(
         "T-COSTLY",
-        [tool_use("Read", {"file_path": readme}, input_tokens=20_000, delay=2), text("costly ok")],
+        # (its first answer takes 8 s, so that the dependent is delegated while it runs)
+        [tool_use("Read", {"file_path": readme}, input_tokens=20_000, delay=8), text("costly ok")],
     )
     standin.script("T-AFTERCOST", [text("ran after costly")])
     cms.ok(
