@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_hook  # noqa: E402
+from timing import timed  # noqa: E402
 
 #: The console script pip writes for ``cms = "cms.ui.entry:main"`` (its template).
 CONSOLE_SCRIPT = """#!{python}
@@ -66,17 +67,6 @@ def console_script(folder: Path, python: str) -> Path:
     script.write_text(CONSOLE_SCRIPT.format(python=python))
     script.chmod(0o755)
     return script
-
-
-def timed(
-    argv: list[str], env: dict[str, str], stdin: bytes = b"", cwd: Path | None = None
-) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(argv, input=stdin, env=env, cwd=cwd, capture_output=True, check=False)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{argv} failed ({done.returncode}): {done.stderr.decode()[-500:]}")
-    return elapsed
 
 
 def first_tools_list(argv: list[str], env: dict[str, str], cwd: Path) -> float:
