@@ -832,6 +832,10 @@ SANDBOXED_DENIED = [
     ("kill -9 -1", "process groups"),
     ("cms budget --max-cost 1000", "limits"),
     ("cms sandbox --allow-domain evil.example", "limits"),
+    # cms's command line by its modules, today's and an older cms's
+    ("python3 -m cms.ui.entry budget --max-cost 1000", "limits"),
+    ("python3 -mcms.ui.cli budget --max-cost 1000", "limits"),
+    ("python3 -m cms.cli budget --max-parallel 99", "limits"),
     ("echo x > {out}/known.txt", "outside"),
     ("echo 'max_cost_usd = 1000' >> {state}/projects/p/sessions/s.toml", "cms state"),
     ("echo x > .git/hooks/pre-commit", "git hooks"),

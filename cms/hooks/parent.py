@@ -190,8 +190,9 @@ def user_prompt_submit(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
         return ""
     latest: dict[tuple[str, str], Mapping[str, Any]] = {}
     for note in notes:  # oldest first: a session that ended twice is told its last end
-        latest.pop((str(note.get("project")), str(note.get("name"))), None)
-        latest[(str(note.get("project")), str(note.get("name")))] = note
+        key = (str(note.get("project")), str(note.get("name")))
+        latest.pop(key, None)  # and in the order of its last end
+        latest[key] = note
     cwd = event.get("cwd") if isinstance(event.get("cwd"), str) else None
     here = paths.resolve_project(None, env, Path(cwd) if cwd else None)
     lines = [_told(note, here) for note in latest.values()]
