@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from cms.base import vocab
 
@@ -189,11 +189,15 @@ class Limits(BaseModel):
     max_cost_usd: float | None = None
     max_parallel: int = Field(default=4, ge=1)  # 0 would queue every session forever
     max_depth: int = Field(default=2, ge=0)
+    #: Caps over all of Claude Code in the project (cms.hooks.caps holds them).
+    session_cap_usd: float | None = None
+    subagent_cap_usd: float | None = None
+    daily_cap_usd: float | None = None
 
-    @field_validator("max_cost_usd")
+    @field_validator("max_cost_usd", "session_cap_usd", "subagent_cap_usd", "daily_cap_usd")
     @classmethod
-    def _check_cost(cls, value: float | None) -> float | None:
-        return _finite_non_negative(value, "max_cost_usd")
+    def _check_cost(cls, value: float | None, info: ValidationInfo) -> float | None:
+        return _finite_non_negative(value, str(info.field_name))
 
 
 class Defaults(BaseModel):

@@ -239,6 +239,10 @@ def _decide(name: str, raw: bytes, env: Mapping[str, str], now: float) -> str:
     record = _load_toml(str(project_paths.session_file(name)), "session record")
     assert record is not None
     reason = session_stop_reason(name, record, now) or project_stop_reason(project_paths)
+    if reason is None and (home / "capped" / project_paths.key).exists():
+        from cms.hooks import caps  # only in a project with caps over all of Claude Code
+
+        reason = caps.child_reason(raw, env, now)
     if reason is not None:
         return _deny(reason)
     tool_name, tool_input, shell_cwd = _call(raw)

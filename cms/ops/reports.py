@@ -4,9 +4,8 @@ network allowlist, and the overview ``cms watch`` draws."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from datetime import UTC
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,20 @@ from cms.engine.models import (
     SessionRecord,
     spend,
 )
+from cms.hooks.prices import PRICED_ON
 from cms.ops.checks import check_cost
 from cms.ops.nesting import refuse_in_child
 from cms.ops.project import Project
 from cms.ops.sessions import kick_queue, list_sessions
+from cms.ops.spending import (
+    CAP_OPTIONS,
+    CapsReport,
+    apply_caps,
+    caps_report,
+    claude_rows,
+    claude_spend,
+    parse_cap,
+)
 from cms.policy import sandbox
 
 
@@ -31,6 +40,9 @@ class CostRow:
     key: str
     cost_usd: float
     sessions: int
+    #: ``cms``: cms's sessions; ``claude``: the user's own Claude Code sessions and
+    #: subagents, read from their transcripts.
+    kind: str = "cms"
 
 
 @dataclass
@@ -39,6 +51,8 @@ class CostReport:
     by: str
     rows: list[CostRow]
     cap_usd: float | None
+    #: Models missing from the price table, priced at its highest rate.
+    unknown_models: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -46,32 +60,48 @@ class CostReport:
             "by": self.by,
             "cap_usd": self.cap_usd,
             "rows": [
-                {"key": r.key, "cost_usd": round(r.cost_usd, 6), "sessions": r.sessions}
+                {
+                    "key": r.key,
+                    "cost_usd": round(r.cost_usd, 6),
+                    "sessions": r.sessions,
+                    "kind": r.kind,
+                }
                 for r in self.rows
             ],
+            "unknown_models": self.unknown_models,
+            "prices_dated": PRICED_ON,
         }
 
 
 def cost_report(project: Project, by: str = "session") -> CostReport:
-    if by not in ("session", "model", "day"):
-        raise BadInput(f"unknown --by {by!r}: choose session, model or day")
+    if by not in ("session", "model", "day", "agent"):
+        raise BadInput(f"unknown --by {by!r}: choose session, model, day or agent")
     records = list_sessions(project).sessions
-    groups: dict[str, CostRow] = {}
+    groups: dict[tuple[str, str], CostRow] = {}
+
+    def add(key: str, cost: float, kind: str = "cms", sessions: int = 1) -> None:
+        row = groups.setdefault((kind, key), CostRow(key, 0.0, 0, kind))
+        row.cost_usd += cost
+        row.sessions += sessions
+
     for r in records:
         if by == "session":
             key = r.name
         elif by == "model":
             key = r.model or "default"
+        elif by == "agent":
+            key = "(cms sessions)"
         else:
-            key = (r.ended_at or r.updated_at).astimezone(UTC).date().isoformat()
-        row = groups.setdefault(key, CostRow(key, 0.0, 0))
-        row.cost_usd += r.cost_usd
-        row.sessions += 1
+            key = (r.ended_at or r.updated_at).astimezone().date().isoformat()
+        add(key, r.cost_usd)
+    found = claude_spend(project, {r.session_id for r in records if r.session_id})
+    claude_rows(found, by, add)
     rows = sorted(groups.values(), key=lambda row: (-row.cost_usd, row.key))
     if by == "day":
         rows.sort(key=lambda row: row.key)
     cap = project.store.load_project().limits.max_cost_usd
-    return CostReport(spend(records), by, rows, cap)
+    total = spend(records) + found.user_total
+    return CostReport(total, by, rows, cap, found.unknown_models())
 
 
 @dataclass
@@ -80,9 +110,13 @@ class BudgetReport:
 
     limits: Limits
     spent_usd: float
+    caps: CapsReport | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {**self.limits.model_dump(), "spent_usd": round(self.spent_usd, 6)}
+        found = {**self.limits.model_dump(), "spent_usd": round(self.spent_usd, 6)}
+        if self.caps is not None:
+            found["claude_code"] = self.caps.as_json()
+        return found
 
 
 def project_budget(
@@ -90,16 +124,24 @@ def project_budget(
     max_cost_usd: float | None = None,
     max_parallel: int | None = None,
     max_depth: int | None = None,
+    caps: Mapping[str, str | None] | None = None,
 ) -> BudgetReport:
-    """Show the project's limits, or set those given; with the project's spend."""
+    """Show the project's limits, or set those given; with the project's spend.
+    ``caps``: the caps over all of Claude Code by limit key, each an amount or
+    ``none`` as the user gave it (:func:`cms.ops.spending.parse_cap`)."""
     cost = check_cost(max_cost_usd, "--max-cost")
     if max_parallel is not None and (max_parallel < 1 or max_parallel > 1000):
         raise BadInput(f"invalid --max-parallel {max_parallel}: give 1 to 1000")
     if max_depth is not None and (max_depth < 0 or max_depth > 20):
         raise BadInput(f"invalid --max-depth {max_depth}: give 0 to 20")
-    if cost is None and max_parallel is None and max_depth is None:
-        return BudgetReport(project.store.load_project().limits, project.store.spend())
+    given = {k: parse_cap(v, CAP_OPTIONS[k]) for k, v in (caps or {}).items()}
+    cap_changes = {k: v for k, v in given.items() if v is not None}
+    if cost is None and max_parallel is None and max_depth is None and not cap_changes:
+        config = project.store.load_project()
+        return BudgetReport(config.limits, project.store.spend(), caps_report(project, config))
     refuse_in_child(project, "the project's limits")
+    if cap_changes:
+        apply_caps(project, cap_changes)
 
     def change(config: ProjectConfig) -> None:
         if cost is not None:
@@ -112,7 +154,7 @@ def project_budget(
     config = project.store.update_project(change)
     if max_parallel is not None:
         kick_queue(project)
-    return BudgetReport(config.limits, project.store.spend())
+    return BudgetReport(config.limits, project.store.spend(), caps_report(project, config))
 
 
 @dataclass

@@ -533,10 +533,10 @@ def fork(source: str, name: str, message: str | None, background: bool) -> None:
 
 
 @cli.command()
-@click.option("--by", "by", type=str, default="session", help="session, model or day.")
+@click.option("--by", "by", type=str, default="session", help="session, model, day or agent.")
 @common
 def cost(by: str) -> None:
-    """Spend report of the project."""
+    """Spend report of the project: cms's sessions, your own and their subagents."""
     from cms import ops as api
 
     report = api.cost_report(_project(), by)
@@ -548,24 +548,47 @@ def cost(by: str) -> None:
     click.echo("\n".join(view.cost_lines(report)))
 
 
+def _cap_option(name: str, what: str) -> Callable[[F], F]:
+    return click.option(name, type=str, metavar="USD|none", help=what)
+
+
 @cli.command()
-@click.option("--max-cost", type=float, metavar="USD", help="Spend cap over all sessions.")
+@click.option("--max-cost", type=float, metavar="USD", help="Spend cap over cms's sessions.")
+@_cap_option("--daily-cap", "All the project's spend in one day (local time).")
+@_cap_option("--session-cap", "Each of your own Claude Code sessions in the project.")
+@_cap_option("--subagent-cap", "Each native subagent in any session of the project.")
 @click.option("--max-parallel", type=int, metavar="N", help="Sessions running at once.")
 @click.option("--max-depth", type=int, metavar="N", help="Nesting depth of delegation.")
 @common
-def budget(max_cost: float | None, max_parallel: int | None, max_depth: int | None) -> None:
+def budget(
+    max_cost: float | None,
+    daily_cap: str | None,
+    session_cap: str | None,
+    subagent_cap: str | None,
+    max_parallel: int | None,
+    max_depth: int | None,
+) -> None:
     """Show or set the project's limits."""
     from cms import ops as api
 
-    report = api.project_budget(_project(), max_cost, max_parallel, max_depth)
+    caps = {"daily_cap_usd": daily_cap, "session_cap_usd": session_cap}
+    caps["subagent_cap_usd"] = subagent_cap
+    report = api.project_budget(_project(), max_cost, max_parallel, max_depth, caps)
     if _state().json:
         _emit_json(report.as_json())
         return
-    cap = report.limits.max_cost_usd
-    click.echo(f"max_cost_usd  {usd(cap) if cap is not None else 'none'}")
-    click.echo(f"max_parallel  {report.limits.max_parallel}")
-    click.echo(f"max_depth     {report.limits.max_depth}")
-    click.echo(f"spent         {usd(report.spent_usd)}")
+    from cms.ui import watch as view
+
+    click.echo("\n".join(view.budget_lines(report)))
+
+
+@cli.command()
+def statusline() -> None:
+    """One line for Claude Code's statusLine setting: this session's spend and cap,
+    today's project spend and the daily cap (its JSON on stdin)."""
+    from cms.hooks import caps
+
+    raise SystemExit(caps.main(["statusline"]))
 
 
 @cli.command()

@@ -19,6 +19,10 @@ def main(argv: list[str] | None = None) -> int:
         from cms.ui.hookrun import run_hook
 
         return run_hook(args[1])
+    if args == ["statusline"]:  # Claude Code runs it at every update of its status line
+        from cms.hooks import caps
+
+        return caps.main(["statusline"])
     from cms.ui import cli  # the command line, only for the commands that need it
 
     cli.main(args)

@@ -29,7 +29,7 @@ from cms.engine.models import SUCCESSFUL, SessionRecord, Status
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from cms.ops import CostReport, Overview, Project
+    from cms.ops import BudgetReport, CostReport, Overview, Project
 
 #: Seconds between two redraws of the live view (about two a second).
 LIVE_INTERVAL_S = 0.5
@@ -318,6 +318,38 @@ def cost_lines(report: CostReport) -> list[str]:
         left = max(0.0, report.cap_usd - total)
         used = 100 * total / report.cap_usd if report.cap_usd else 100.0
         lines.append(f"project cap {money(report.cap_usd)}: {used:.0f}% used, {money(left)} left")
+    return lines
+
+
+def budget_lines(report: BudgetReport) -> list[str]:
+    """``cms budget``: the project's limits, and the caps over all of Claude Code with
+    what each has spent so far."""
+    limits = report.limits
+
+    def cap(value: float | None) -> str:
+        return money(value) if value is not None else "none"
+
+    lines = [
+        f"max_cost_usd      {cap(limits.max_cost_usd)}",
+        f"max_parallel      {limits.max_parallel}",
+        f"max_depth         {limits.max_depth}",
+        f"spent             {money(report.spent_usd)}",
+    ]
+    found = report.caps
+    if found is None:
+        return lines
+
+    def most(top: tuple[str, float] | None, what: str) -> str:
+        return f"  (most by {what} {top[0]}: {money(top[1])})" if top else ""
+
+    lines += [
+        f"session_cap_usd   {cap(limits.session_cap_usd)}"
+        + most(found.session_spent, "your session"),
+        f"subagent_cap_usd  {cap(limits.subagent_cap_usd)}"
+        + most(found.subagent_spent, "subagent"),
+        f"daily_cap_usd     {cap(limits.daily_cap_usd)}  (today {found.day}, "
+        f"{found.timezone} time: {money(found.today_spent)} spent)",
+    ]
     return lines
 
 
