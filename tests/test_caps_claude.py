@@ -154,3 +154,51 @@ def test_cost_by_session_lists_your_sessions_and_cms_sessions_to_the_cent(
     assert sum(row["cost_usd"] for row in report["rows"]) == pytest.approx(paid, abs=0.005)
     assert round(report["total_cost_usd"], 2) == round(paid, 2)
     assert MODEL in PRICES_PER_MTOK
+
+
+def yesterdays_session(env: dict[str, str], project: Path, cost_tokens: int) -> None:
+    """A transcript of the user's from yesterday, in Claude Code's folder of the project."""
+    import re
+    from datetime import datetime, timedelta
+
+    folder = Path(env["HOME"], ".claude", "projects", re.sub(r"[^A-Za-z0-9]", "-", str(project)))
+    folder.mkdir(parents=True, exist_ok=True)
+    when = (datetime.now().astimezone() - timedelta(days=1)).isoformat()
+    usage = {"input_tokens": cost_tokens, "output_tokens": 0}
+    line = {"type": "assistant", "timestamp": when, "message": {"id": "msg_old", "model": MODEL,
+            "role": "assistant", "content": [], "usage": usage}}  # fmt: skip
+    (folder / f"{uuid.uuid4()}.jsonl").write_text(json.dumps(line) + "\n")
+
+
+def test_a_daily_cap_reached_by_a_cms_child_and_your_session_denies_both(
+    env: dict[str, str], standin: StandIn, project: Path, claude_bin: Path
+) -> None:
+    cms = Cms(env, project)
+    yesterdays_session(env, project, 1_000_000)  # $4 yesterday: not today's
+    assert cms.run("budget", "--daily-cap", "0.02").code == 0
+    child = [bash("touch child-one", tokens=3000), text("child done", input_tokens=10)]
+    child += [bash("touch child-two"), text("child stopped", input_tokens=10)]
+    standin.script("DAILY-CHILD", child)
+    done = cms.run("delegate", "DAILY-CHILD task", "--name", "kid")
+    assert done.code == 0, done.stderr
+    assert (project / "child-one").exists()  # $0.0122 today
+
+    standin.script(
+        "DAILY-MINE",
+        [bash("touch mine-one"), bash("touch mine-two"), text("mine done", input_tokens=10)],
+    )
+    events = claude(claude_bin, env, project, "DAILY-MINE go", str(uuid.uuid4()), resume=False)
+    assert (project / "mine-one").exists()  # $0.0166 today
+    assert not (project / "mine-two").exists()  # $0.0208: at the daily cap
+    [line] = denials(events)
+    assert "the project has spent $0.0208 today, at its daily cap of $0.0200" in line
+    assert "budget --daily-cap USD" in line
+
+    cms.run("send", "kid", "once more")
+    assert not (project / "child-two").exists()  # the child is held by the same cap
+    assert cms.show("kid")["denials"] >= 1
+
+    report = cms.ok("budget")["claude_code"]
+    assert report["daily_cap_usd"] == 0.02 and report["today_spent_usd"] >= 0.0208
+    days = {row["key"]: row["cost_usd"] for row in cms.ok("cost", "--by", "day")["rows"]}
+    assert 4.0 in days.values()  # yesterday's spend is reported, on its own day
