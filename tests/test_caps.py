@@ -119,7 +119,9 @@ def test_the_hook_fails_open_on_its_own_errors_in_your_session(tmp_path: Path) -
     home = tmp_path / "cms-home"
     where = ProjectPaths.for_project(project, home)
     where.root.mkdir(parents=True)
-    where.project_file.write_text("[limits\nsession_cap_usd = ")  # broken by hand
+    marker = caps.marker(home, where.key)
+    marker.parent.mkdir(parents=True)
+    marker.write_text('{"limits": {"session_cap_usd": ')  # broken by hand
     event = {"session_id": "s1", "transcript_path": str(tmp_path), "cwd": str(project),
              "tool_name": "Bash", "tool_input": {"command": "true"}}  # fmt: skip
     env = {**os.environ, "CMS_HOME": str(home), "CLAUDE_PROJECT_DIR": str(project)}
@@ -130,8 +132,8 @@ def test_the_hook_fails_open_on_its_own_errors_in_your_session(tmp_path: Path) -
             env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert done.returncode == 0 and done.stdout == "", done.stdout
-        assert "TOMLDecodeError" in done.stderr
-    where.project_file.write_text("[limits]\nsession_cap_usd = 0.5\n")
+        assert "JSONDecodeError" in done.stderr
+    marker.write_text('{"limits": {"session_cap_usd": 0.5}}')
     done = subprocess.run(
         [sys.executable, "-m", "cms.hooks.caps", "pre-tool-use"], input=json.dumps(event),
         env=env, capture_output=True, text=True, timeout=60,

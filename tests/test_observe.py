@@ -302,11 +302,11 @@ def test_cost_by_session_model_and_day(
     data = cms.ok("cost", "--by", "model")
     assert data["by"] == "model" and data["total_cost_usd"] == 2.0 and data["cap_usd"] == 10.0
     assert data["rows"] == [
-        {"key": "opus", "cost_usd": 1.7, "sessions": 2},
-        {"key": "default", "cost_usd": 0.3, "sessions": 1},
+        {"key": "opus", "cost_usd": 1.7, "sessions": 2, "kind": "cms"},
+        {"key": "default", "cost_usd": 0.3, "sessions": 1, "kind": "cms"},
     ]
     bad = cms.run("cost", "--by", "week")
-    assert bad.code == 2 and "session, model or day" in bad.stderr
+    assert bad.code == 2 and "session, model, day or agent" in bad.stderr
 
 
 def test_cost_of_an_empty_project_without_a_cap(project: Path, claude_env: dict[str, str]) -> None:

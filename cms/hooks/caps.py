@@ -12,9 +12,10 @@ day), set with ``cms budget`` (docs/DESIGN.md, "Budgets over all of Claude Code"
 
 Spend comes from the transcripts (:mod:`cms.hooks.spend`). The caps live in the
 project's ``project.toml`` (``[limits]`` ``session_cap_usd``, ``subagent_cap_usd``,
-``daily_cap_usd``); a project with any of them set has a marker file
-``$CMS_HOME/capped/<project key>``, which ``scripts/cms-hook`` tests in the shell, so
-a project without caps starts no interpreter per tool call.
+``daily_cap_usd``); a project with any of them set also has a marker file
+``$CMS_HOME/capped/<project key>`` holding them as JSON, which ``cms budget`` writes
+with the project's file: ``scripts/cms-hook`` tests it in the shell, so a project
+without caps starts no interpreter per tool call, and the hook reads the caps from it.
 
 In the user's own session every error of cms's is an allow (never block the user's
 work because cms broke); a reached cap is a denial. Inside a cms child the child hook
@@ -27,16 +28,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import shlex
 import sys
 import time
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from cms.base import paths, vocab
+from cms.base import paths
 from cms.hooks import spend
+
+if TYPE_CHECKING:
+    from typing import Any
 
 CAP_KEYS = ("session_cap_usd", "subagent_cap_usd", "daily_cap_usd")
 #: The ``cms budget`` option of each cap.
@@ -64,14 +66,16 @@ def project_of(event: Mapping[str, Any], env: Mapping[str, str]) -> Path:
 
 
 def read_caps(where: paths.ProjectPaths) -> dict[str, float]:
-    """The caps set in the project's file (a value that is not a positive finite
-    number is no cap: the store never writes one)."""
+    """The caps of the project, from its marker file, which ``cms budget`` writes with
+    the project's file (JSON, so the hook needs no TOML reader: ``tomllib`` and the
+    ``typing`` it loads cost a user's tool call a tenth of an interpreter's start). A
+    value that is not a positive finite number is no cap."""
     try:
-        with open(where.project_file, "rb") as handle:
-            config = tomllib.load(handle)
+        with open(marker(where.home, where.key), "rb") as handle:
+            config = json.load(handle)
     except FileNotFoundError:
         return {}
-    limits = config.get("limits")
+    limits = config.get("limits") if isinstance(config, dict) else None
     caps: dict[str, float] = {}
     if isinstance(limits, dict):
         for key in CAP_KEYS:
@@ -84,7 +88,16 @@ def read_caps(where: paths.ProjectPaths) -> dict[str, float]:
 
 
 def _raise_with(where: paths.ProjectPaths, key: str) -> str:
+    import shlex
+
     return f"`cms --project {shlex.quote(str(where.project))} budget {OPTIONS[key]} USD`"
+
+
+def usd(amount: float | None) -> str:
+    """:func:`cms.base.vocab.usd`, loaded only when a line is written."""
+    from cms.base import vocab
+
+    return vocab.usd(amount)
 
 
 class Spent:
@@ -146,8 +159,16 @@ def project_folders(where: paths.ProjectPaths, env: Mapping[str, str]) -> list[P
 
 
 def records(where: paths.ProjectPaths) -> list[dict[str, Any]]:
+    """The project's session records, as the hooks read them (:mod:`tomllib`, loaded
+    only when the project has any)."""
+    try:
+        names = sorted(os.listdir(where.sessions_dir))
+    except OSError:
+        return []
+    import tomllib
+
     found = []
-    for name in sorted(os.listdir(where.sessions_dir)) if where.sessions_dir.is_dir() else []:
+    for name in names:
         if name.endswith(".toml") and not name.startswith("."):
             try:
                 with open(where.sessions_dir / name, "rb") as handle:
@@ -170,8 +191,8 @@ def reason(event: Mapping[str, Any], env: Mapping[str, str], now: float) -> str 
         if amount is not None and amount >= cap:
             kind = f" ({spent.agent_type})" if spent.agent_type else ""
             return (
-                f"cms: this subagent{kind} has spent {vocab.usd(amount)}, at the project's "
-                f"subagent cap of {vocab.usd(cap)}; stop now (raise it with "
+                f"cms: this subagent{kind} has spent {usd(amount)}, at the project's "
+                f"subagent cap of {usd(cap)}; stop now (raise it with "
                 f"{_raise_with(where, 'subagent_cap_usd')})"
             )
     cap = caps.get("session_cap_usd")
@@ -179,16 +200,16 @@ def reason(event: Mapping[str, Any], env: Mapping[str, str], now: float) -> str 
         amount = spent.session()
         if amount is not None and amount >= cap:
             return (
-                f"cms: this session has spent {vocab.usd(amount)}, at the project's session "
-                f"cap of {vocab.usd(cap)}; raise it with {_raise_with(where, 'session_cap_usd')}"
+                f"cms: this session has spent {usd(amount)}, at the project's session "
+                f"cap of {usd(cap)}; raise it with {_raise_with(where, 'session_cap_usd')}"
             )
     cap = caps.get("daily_cap_usd")
     if cap is not None:
         amount = spent.today(now)
         if amount >= cap:
             return (
-                f"cms: the project has spent {vocab.usd(amount)} today, at its daily cap of "
-                f"{vocab.usd(cap)}; raise it with {_raise_with(where, 'daily_cap_usd')}"
+                f"cms: the project has spent {usd(amount)} today, at its daily cap of "
+                f"{usd(cap)}; raise it with {_raise_with(where, 'daily_cap_usd')}"
             )
     return None
 
@@ -251,8 +272,8 @@ def statusline(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
 
     def of(amount: float | None, key: str) -> str:
         cap = caps.get(key)
-        shown = vocab.usd(amount) if amount is not None else "-"
-        return f"{shown}/{vocab.usd(cap)}" if cap is not None else shown
+        shown = usd(amount) if amount is not None else "-"
+        return f"{shown}/{usd(cap)}" if cap is not None else shown
 
     return f"cms: session {of(session, 'session_cap_usd')} · today {of(day, 'daily_cap_usd')}"
 

@@ -13,7 +13,10 @@ Standard library only: the budget hooks price every new message on the hot path.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 #: The day these prices were read (what Claude Code 2.1.332 charges in
 #: ``total_cost_usd`` for the same usage).

@@ -57,6 +57,7 @@ from cms.base.paths import resolve_project
 from cms.engine import procs
 from cms.engine.claude import find_claude
 from cms.engine.store import file_lock
+from cms.ops import setup_statusline as statusline
 from cms.ops.setup_files import (  # noqa: F401 (names the tests and the CLI use)
     COMMANDS,
     MANIFEST_VERSION,
@@ -330,6 +331,11 @@ def plan(
             result.will.append(f"write {path} (/{name})")
         elif wanted is None or wanted != text:
             result.will.append(f"update {path} (/{name})")
+    if root is not None:
+        settings = statusline.settings_path(places.claude_dir, checked, where)
+        will, note = statusline.offer(settings, root)
+        result.will += [will] if will else []
+        result.notes += [note] if note else []
     return result
 
 
@@ -342,6 +348,8 @@ def _plan_uninstall(result: Plan, manifest: Mapping[str, Any]) -> Plan:
         return result
     for record in entry.get("files", {}).values():
         result.will.append(f"remove {record['path']} (or put back the file it replaced)")
+    if entry.get("statusline"):
+        result.will.append(f"take cms's status line out of {entry['statusline']}")
     if entry.get("plugin_installed"):
         result.will.append(f"uninstall the plugin {PLUGIN_ID} (scope {result.scope})")
     market = manifest.get("marketplace") or {}
@@ -392,6 +400,11 @@ def _install(p: Plan, manifest: dict[str, Any], created: list[str], outcome: Out
     root = _installed_root(p, cwd)
     _record_python(p, manifest, outcome)
     _write_commands(p, root, manifest, entry, outcome)
+    settings = statusline.settings_path(p.places.claude_dir, p.scope, p.project)
+    if statusline.install(settings, root):
+        entry["statusline"] = str(settings)
+        _save_manifest(p.places, manifest)
+        outcome.steps.append(f"set Claude Code's status line to cms statusline ({settings})")
 
 
 def _manifest_entry(p: Plan, manifest: dict[str, Any], created: list[str]) -> dict[str, Any]:
@@ -539,6 +552,8 @@ def _uninstall(p: Plan, manifest: dict[str, Any], outcome: Outcome) -> None:
         if _install_at(p.claude.installs(cwd), p.scope, p.project) is not None:
             p.claude.run("uninstall", "--scope", p.scope, PLUGIN_ID, cwd=cwd)
             outcome.steps.append(f"uninstalled the plugin {PLUGIN_ID} (scope {p.scope})")
+    if entry.get("statusline") and statusline.remove(Path(entry["statusline"])):
+        outcome.steps.append(f"took cms statusline out of {entry['statusline']}")
     _restore(entry.get("before", {}))
     with contextlib.suppress(OSError):
         _backup_folder(places, p.scope, p.project).rmdir()

@@ -11,6 +11,7 @@ session is never counted twice.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -73,8 +74,10 @@ def sync_marker(project: Project, config: ProjectConfig) -> None:
     marker = hook_caps.marker(home, project.paths.key)
     capped = any(getattr(config.limits, key) is not None for key in hook_caps.CAP_KEYS)
     if capped:
+        limits = {key: getattr(config.limits, key) for key in hook_caps.CAP_KEYS}
         os.makedirs(marker.parent, mode=files.DIR_MODE, exist_ok=True)
-        files.atomic_write(marker, str(project.directory) + "\n")
+        content = {"project": str(project.directory), "limits": limits}
+        files.atomic_write(marker, json.dumps(content) + "\n")
         return
     with contextlib.suppress(FileNotFoundError):
         marker.unlink()
