@@ -186,7 +186,7 @@ def test_without_caps_in_the_project_the_pre_tool_use_hook_starts_no_interpreter
     env = {**claude_env, "CLAUDE_PLUGIN_ROOT": str(REPO), "CMS_PYTHON": str(wrapper),
            "CLAUDE_PROJECT_DIR": str(project)}  # fmt: skip
     event = {"session_id": "s1", "transcript_path": str(tmp_path / "none.jsonl"),
-             "cwd": str(project), "tool_name": "Bash", "tool_input": {"command": "true"}}  # fmt: skip
+             "cwd": str(project), "tool_name": "Bash", "tool_input": {}}  # fmt: skip
 
     def hook() -> int:
         done = subprocess.run(
@@ -204,3 +204,41 @@ def test_without_caps_in_the_project_the_pre_tool_use_hook_starts_no_interpreter
     assert Cms(claude_env, project).run("budget", "--session-cap", "5").code == 0
     assert hook() == 1  # this project's caps: Python reads the transcript
     assert caps.marker(cms_home, ProjectPaths.for_project(project, cms_home).key).exists()
+
+
+def test_the_statusline_shows_this_sessions_spend_and_today_against_the_caps(
+    project: Path, claude_env: dict[str, str], cms_home: Path, tmp_path: Path
+) -> None:
+    cms = Cms(claude_env, project)
+    assert cms.run("budget", "--session-cap", "10", "--daily-cap", "20").code == 0
+    transcript = tmp_path / "home-claude" / "s1.jsonl"
+    transcript.parent.mkdir()
+    stamp = spend.datetime.now().astimezone().isoformat()
+    transcript.write_text(line("m1", 1_000_000).replace(STAMP, stamp))  # $4 today
+    event = {"session_id": "s1", "transcript_path": str(transcript), "cwd": str(project),
+             "workspace": {"project_dir": str(project)}}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "cms.ui.entry", "statusline"], input=json.dumps(event),
+        env=claude_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "cms: session $4.00/$10.00 · today $4.00/$20.00"
+
+
+def test_cost_names_a_model_missing_from_the_price_table(
+    project: Path, claude_env: dict[str, str], fake_home: Path
+) -> None:
+    folder = spend.claude_folder(project, {"HOME": str(fake_home)})
+    folder.mkdir(parents=True)
+    prompt = {"type": "user", "timestamp": STAMP, "message": {"role": "user", "content": "hi"}}
+    text = json.dumps(prompt) + "\n" + line("m1", 1_000_000, model="mystery-9") + "{broken\n"
+    (folder / "abcdef0123456789.jsonl").write_text(text)
+    cms = Cms(claude_env, project)
+    report = cms.ok("cost")
+    assert report["unknown_models"] == ["mystery-9"]
+    assert report["rows"] == [
+        {"key": "abcdef01 hi", "cost_usd": prices.HIGHEST[0], "sessions": 1, "kind": "claude"}
+    ]
+    assert report["total_cost_usd"] == prices.HIGHEST[0]
+    shown = cms.run("cost").stdout
+    assert "priced at its highest rate: mystery-9" in shown

@@ -331,12 +331,18 @@ def plan(
             result.will.append(f"write {path} (/{name})")
         elif wanted is None or wanted != text:
             result.will.append(f"update {path} (/{name})")
-    if root is not None:
-        settings = statusline.settings_path(places.claude_dir, checked, where)
-        will, note = statusline.offer(settings, root)
-        result.will += [will] if will else []
-        result.notes += [note] if note else []
+    _offer_statusline(result, root)
     return result
+
+
+def _offer_statusline(result: Plan, root: Path | None) -> None:
+    """cms's status line, when the settings of this scope have none of their own."""
+    if root is None:
+        return
+    settings = statusline.settings_path(result.places.claude_dir, result.scope, result.project)
+    will, note = statusline.offer(settings, root)
+    result.will += [will] if will else []
+    result.notes += [note] if note else []
 
 
 def _plan_uninstall(result: Plan, manifest: Mapping[str, Any]) -> Plan:

@@ -318,6 +318,11 @@ def cost_lines(report: CostReport) -> list[str]:
         left = max(0.0, report.cap_usd - total)
         used = 100 * total / report.cap_usd if report.cap_usd else 100.0
         lines.append(f"project cap {money(report.cap_usd)}: {used:.0f}% used, {money(left)} left")
+    if report.unknown_models:
+        lines.append(
+            f"not in cms's price table, priced at its highest rate: "
+            f"{', '.join(report.unknown_models)}"
+        )
     return lines
 
 
