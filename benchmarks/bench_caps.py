@@ -12,7 +12,9 @@ Code runs it (the command line of hooks/hooks.json through ``/bin/sh -c``):
 * A: the hook per call after that, one more assistant message appended before each
   call (outside the timing), as a session grows between its tool calls;
 * B: ``python -c pass`` in the same environment, alternating A B A B;
-* and for reference the same hook command in a project without caps (a shell test).
+* and for reference the same hook command in a project without caps while another
+  project has some (the hook script's shell test), and with no caps anywhere (the
+  hooks.json command line's own test).
 
 It prints the medians and the median of the per-pair ratios A/B (the target is at most
 1.5). Nothing outside the temporary folder is touched.
@@ -136,11 +138,14 @@ def main() -> int:
         a: list[float] = []
         b: list[float] = []
         plain: list[float] = []
+        nowhere: list[float] = []
+        nowhere_env = {**plain_env, "CMS_HOME": str(Path(tmp) / "no-caps-home")}
         for _ in range(args.pairs):
             tool = grow()
             a.append(timed(shell, capped_env, event(tool, capped), capped, prints=False))
             b.append(timed(bare, env))
             plain.append(timed(shell, plain_env, event(tool, capped), capped, prints=False))
+            nowhere.append(timed(shell, nowhere_env, event(tool, capped), capped, prints=False))
     ms = 1000.0
     print(f"python: {sys.executable}; transcript {size / 1e6:.1f} MB; {args.pairs} rounds")
     print(f"first call (reads the whole transcript once)  {first * ms:8.1f} ms")
@@ -151,6 +156,8 @@ def main() -> int:
     print(f"median ratio A/B: {ratio:.2f} (target <= 1.5)")
     shell_only = statistics.median(plain) * ms
     print(f"reference: the same hook in a project without caps  median {shell_only:6.1f} ms")
+    none_at_all = statistics.median(nowhere) * ms
+    print(f"reference: the same hook with no caps anywhere      median {none_at_all:6.1f} ms")
     return 0
 
 

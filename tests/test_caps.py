@@ -242,3 +242,25 @@ def test_cost_names_a_model_missing_from_the_price_table(
     assert report["total_cost_usd"] == prices.HIGHEST[0]
     shown = cms.run("cost").stdout
     assert "priced at its highest rate: mystery-9" in shown
+
+
+def test_setups_status_line_is_set_only_where_none_is_and_taken_out_again(
+    tmp_path: Path,
+) -> None:
+    from cms.ops import setup_statusline as statusline
+
+    root, settings = tmp_path / "plugin", tmp_path / "claude" / "settings.json"
+    will, note = statusline.offer(settings, root)
+    assert will and "statusLine" in will and note is None
+    assert statusline.install(settings, root)
+    written = json.loads(settings.read_text())["statusLine"]
+    assert written["command"].endswith("cms-run --stdlib --module cms.hooks.caps statusline")
+    assert statusline.offer(settings, root) == (None, None)  # a second run changes nothing
+    assert statusline.remove(settings) and json.loads(settings.read_text()) == {}
+
+    yours = {"statusLine": {"type": "command", "command": "my-line"}, "model": "opus"}
+    settings.write_text(json.dumps(yours))
+    will, note = statusline.offer(settings, root)
+    assert will is None and note and "keeping your own statusLine" in note
+    assert not statusline.install(settings, root) and not statusline.remove(settings)
+    assert json.loads(settings.read_text()) == yours
