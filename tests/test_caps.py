@@ -264,3 +264,14 @@ def test_setups_status_line_is_set_only_where_none_is_and_taken_out_again(
     assert will is None and note and "keeping your own statusLine" in note
     assert not statusline.install(settings, root) and not statusline.remove(settings)
     assert json.loads(settings.read_text()) == yours
+
+
+def test_a_state_folder_that_cannot_be_written_costs_only_a_second_reading(
+    ledger: spend.Ledger, tmp_path: Path
+) -> None:
+    ledger.folder.parent.mkdir(parents=True)
+    ledger.folder.write_text("not a folder")  # as in a child's sandbox: no writes there
+    transcript = tmp_path / "s.jsonl"
+    transcript.write_text(line("m1", 1_000_000))
+    assert ledger.read(transcript, "s")["total"] == pytest.approx(4.0)
+    assert ledger.read(transcript, "s")["total"] == pytest.approx(4.0)

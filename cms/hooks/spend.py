@@ -168,11 +168,17 @@ class Ledger:
             time.sleep(0.01)
 
     def _save(self, state_file: Path, state: State) -> None:
+        """Keep what was read. A state folder that cannot be written (a child's sandbox,
+        a full disk) only costs reading the transcript again next time."""
+        data = json.dumps(state).encode()
         try:
-            _replace(state_file, json.dumps(state).encode())
-        except FileNotFoundError:
-            os.makedirs(self.folder, mode=0o700, exist_ok=True)
-            _replace(state_file, json.dumps(state).encode())
+            try:
+                _replace(state_file, data)
+            except FileNotFoundError:
+                os.makedirs(self.folder, mode=0o700, exist_ok=True)
+                _replace(state_file, data)
+        except OSError:
+            pass
 
     def subagents(self, transcript: str, session_id: str) -> list[State]:
         """Every subagent of the session, each brought up to date."""
