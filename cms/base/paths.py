@@ -5,11 +5,13 @@ State layout (README.md, "State lives in"; docs/DESIGN.md, "State on disk")::
 
     $CMS_HOME/                      default ~/.claude/cms, mode 0700
       notices/<parent-session-id>/  what ended since that parent session was last told
+      capped/<project-key>          the project has caps over all of Claude Code (JSON)
       projects/<project-key>/
         project.toml                limits and defaults of the project
         sessions/<name>.toml        one session's record
         logs/<name>.jsonl           its raw stream-json events
         logs/<name>.stderr          the claude process's stderr (tail goes to `error`)
+        spend/<session-id>[.<agent-id>].json  what was read of a Claude Code transcript
 
 Standard library only: the hook entry point imports this module on every tool call.
 """
