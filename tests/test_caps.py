@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +214,7 @@ def test_the_statusline_shows_this_sessions_spend_and_today_against_the_caps(
     assert cms.run("budget", "--session-cap", "10", "--daily-cap", "20").code == 0
     transcript = tmp_path / "home-claude" / "s1.jsonl"
     transcript.parent.mkdir()
-    stamp = spend.datetime.now().astimezone().isoformat()
+    stamp = datetime.now().astimezone().isoformat()
     transcript.write_text(line("m1", 1_000_000).replace(STAMP, stamp))  # $4 today
     event = {"session_id": "s1", "transcript_path": str(transcript), "cwd": str(project),
              "workspace": {"project_dir": str(project)}}  # fmt: skip
@@ -275,3 +276,26 @@ def test_a_state_folder_that_cannot_be_written_costs_only_a_second_reading(
     transcript.write_text(line("m1", 1_000_000))
     assert ledger.read(transcript, "s")["total"] == pytest.approx(4.0)
     assert ledger.read(transcript, "s")["total"] == pytest.approx(4.0)
+
+
+def test_the_day_counts_cms_sessions_that_run_in_a_worktree_and_not_yesterday(
+    tmp_path: Path,
+) -> None:
+    project, tree, home = tmp_path / "project", tmp_path / "trees" / "w1", tmp_path / "home"
+    project.mkdir()
+    where = ProjectPaths.for_project(project, tmp_path / "cms-home")
+    env = {"HOME": str(home)}
+    where.sessions_dir.mkdir(parents=True)
+    record = f'name = "w1"\ncwd = "{tree}"\nsession_id = "sw1"\n'
+    where.session_file("w1").write_text(record)
+    now = datetime.now().astimezone()
+    folder = spend.claude_folder(tree, env)
+    folder.mkdir(parents=True)
+    yesterday = (now - timedelta(days=1)).isoformat()
+    lines = line("m0", 1_000_000).replace(STAMP, yesterday)
+    lines += line("m1", 500_000).replace(STAMP, now.isoformat())
+    (folder / "sw1.jsonl").write_text(lines)
+    spent = caps.Spent(where, {"session_id": "other"}, env)
+    assert spent.today(now.timestamp()) == pytest.approx(2.0)
+    (folder / "sw1.jsonl").write_text(lines + line("m2", 500_000).replace(STAMP, now.isoformat()))
+    assert spent.today(now.timestamp()) == pytest.approx(4.0)  # the cwds kept, read on

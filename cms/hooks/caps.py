@@ -25,6 +25,7 @@ Standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -151,11 +152,35 @@ def project_folders(where: paths.ProjectPaths, env: Mapping[str, str]) -> list[P
     """Claude Code's transcript folders of the project: the project's own, and those of
     cms's sessions that run elsewhere (worktrees)."""
     folders = {spend.claude_folder(where.project, env)}
-    for record in records(where):
-        cwd = record.get("cwd")
-        if isinstance(cwd, str) and cwd:
-            folders.add(spend.claude_folder(cwd, env))
+    folders.update(spend.claude_folder(cwd, env) for cwd in _record_cwds(where))
     return sorted(folders)
+
+
+def _record_cwds(where: paths.ProjectPaths) -> list[str]:
+    """The working folders of the project's sessions, kept in the spend folder against
+    the listing of their records (name, size, modification time), so a hook call parses
+    the records only after one of them changed."""
+    try:
+        listing = sorted(
+            [e.name, e.stat().st_size, e.stat().st_mtime_ns]
+            for e in os.scandir(where.sessions_dir)
+            if e.name.endswith(".toml") and not e.name.startswith(".")
+        )
+    except OSError:
+        return []
+    cache = where.root / "spend" / ".cwds.json"
+    try:
+        with open(cache, "rb") as handle:
+            kept = json.load(handle)
+        if kept["listing"] == listing:
+            return [str(cwd) for cwd in kept["cwds"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    cwds = sorted({r["cwd"] for r in records(where) if isinstance(r.get("cwd"), str) and r["cwd"]})
+    with contextlib.suppress(OSError):
+        cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        spend.replace_file(cache, json.dumps({"listing": listing, "cwds": cwds}).encode())
+    return cwds
 
 
 def records(where: paths.ProjectPaths) -> list[dict[str, Any]]:

@@ -173,10 +173,10 @@ class Ledger:
         data = json.dumps(state).encode()
         try:
             try:
-                _replace(state_file, data)
+                replace_file(state_file, data)
             except FileNotFoundError:
                 os.makedirs(self.folder, mode=0o700, exist_ok=True)
-                _replace(state_file, data)
+                replace_file(state_file, data)
         except OSError:
             pass
 
@@ -192,11 +192,13 @@ class Ledger:
                     found.append(self.read(path, session_id, agent_id))
         return found
 
-    def states(self) -> Iterator[State]:
-        """Every state kept, as last read (nothing is read again)."""
+    def states(self, since: float | None = None) -> Iterator[State]:
+        """Every state kept, as last read (nothing is read again); with ``since``, those
+        written after it (a session that spent since then had its state written by its
+        own hook calls, or its transcript is found in the project's folders)."""
         for path in _listing(self.folder):
             if path.name.endswith(".json") and not path.name.startswith("."):
-                state = _load(path)
+                state = _load(path) if _newer(path, since) else None
                 if state is not None:
                     yield state
 
@@ -205,7 +207,7 @@ class Ledger:
         ``folders`` (with their subagents) and those read before by a hook. With
         ``since``, only transcripts written after it are read again."""
         seen: dict[tuple[str, str | None], State] = {}
-        for state in self.states():
+        for state in self.states(since):
             seen[(str(state.get("session_id")), state.get("agent_id"))] = state
         for folder in folders:
             for path in _listing(folder):
@@ -226,7 +228,7 @@ class Ledger:
         return list(seen.values())
 
 
-def _replace(path: Path, data: bytes) -> None:
+def replace_file(path: Path, data: bytes) -> None:
     """Write ``path`` whole or not at all (a temp file renamed over it; a cache, so no
     fsync), mode 0600. Not :func:`cms.base.files.atomic_write`: ``tempfile`` costs the
     hook a tenth of an interpreter's start."""
