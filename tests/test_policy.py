@@ -822,6 +822,9 @@ SANDBOXED_ALLOWED = [
     "find . -name '*.o' | xargs rm -rf",
     "mkdir -p $TMPDIR/work && cp src/main.py $TMPDIR/work/",
     "echo 'unterminated",
+    # Whether a branch holds work found nowhere else the hook cannot tell (issue 24).
+    "git branch tmp && git branch -D tmp",
+    "git branch --delete --force feature",
 ]
 SANDBOXED_DENIED = [
     ("git push origin main", "git push"),

@@ -17,14 +17,27 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 
 
+def encodable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (a lone surrogate such as ``\\ud800``,
+    which a child can put in any tool input or answer) spelled out as ``\\ud800``:
+    every string a record or a log gets from a child passes here, so no such text can
+    make a write fail. Text that encodes is returned as it is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def atomic_write(path: Path, text: str, durable: bool = True) -> None:
     """Write ``text`` to ``path``: temp file in the same folder, fsync, rename.
 
-    ``durable=False`` skips the fsync, for caches: still never half a file to a
-    reader, but a crash may lose the write."""
+    What UTF-8 cannot encode is written as a backslash escape (:func:`encodable`)
+    rather than failing the write. ``durable=False`` skips the fsync, for caches:
+    still never half a file to a reader, but a crash may lose the write."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(text)
             handle.flush()
             if durable:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from cms import __version__
 from cms.base.errors import BadInput, CorruptRecord, EnvironmentProblem, NotFound
-from cms.base.files import DIR_MODE, FILE_MODE, atomic_write
+from cms.base.files import DIR_MODE, FILE_MODE, atomic_write, encodable
 from cms.base.paths import ProjectPaths, valid_name
 from cms.engine import notices
 from cms.engine.models import SCHEMA_VERSION, ProjectConfig, SessionRecord, spend, utcnow
@@ -54,7 +54,11 @@ def _to_toml(data: dict[str, Any]) -> str:
 
     def prune(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: prune(v) for k, v in value.items() if v is not None}
+            return {encodable(k): prune(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [prune(v) for v in value]
+        if isinstance(value, str):
+            return encodable(value)
         return value
 
     return tomli_w.dumps(prune(data))
@@ -70,6 +74,10 @@ def _named(path: Path, record: SessionRecord) -> SessionRecord:
     return record
 
 
+class LockTimeout(EnvironmentProblem):
+    """A lock that another process held past the wait a caller could afford."""
+
+
 @contextlib.contextmanager
 def file_lock(path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     """Hold ``path``'s lock file (``<path>.lock``, 0600) while the block runs: the one
@@ -80,7 +88,7 @@ def file_lock(path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout as exc:
-        raise EnvironmentProblem(
+        raise LockTimeout(
             f"timed out waiting for the lock on {path}; is another cms stuck?"
         ) from exc
     except OSError as exc:  # read-only file system, no space for the lock file, ...
@@ -283,11 +291,17 @@ class Store:
             self._write(path, record)
         return record
 
-    def update(self, name: str, change: Callable[[SessionRecord], object]) -> SessionRecord:
+    def update(
+        self,
+        name: str,
+        change: Callable[[SessionRecord], object],
+        timeout_s: float = LOCK_TIMEOUT_S,
+    ) -> SessionRecord:
         """Read-modify-write one record under its lock; ``change`` edits it in place (or
-        returns a record to write instead; any other return value is ignored)."""
+        returns a record to write instead; any other return value is ignored).
+        :class:`LockTimeout` when the lock is not had within ``timeout_s``."""
         path = self._session_path(name)
-        with self.locked(path):
+        with self.locked(path, timeout_s):
             record = self.load(name)
             was_active = record.status.active
             returned = change(record)

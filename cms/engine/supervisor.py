@@ -44,7 +44,7 @@ from cms.base.paths import ProjectPaths
 from cms.base.vocab import usd
 from cms.engine import claude, lifecycle, procs
 from cms.engine.models import ProjectConfig, SessionRecord, Status
-from cms.engine.store import Store
+from cms.engine.store import LockTimeout, Store
 from cms.engine.streamjson import LineFramer, TurnTally, parse_line
 from cms.policy import sandbox
 
@@ -52,6 +52,10 @@ from cms.policy import sandbox
 RECORD_EVERY_S = 0.25
 #: How often the project's total spend is re-read for the project cap (seconds).
 PROJECT_CAP_EVERY_S = 1.0
+#: How long a live update of the record waits for its lock. The figures are written
+#: again a moment later, so a slow lock skips one write instead of stalling the loop
+#: that checks the limits and reads claude's output.
+LIVE_LOCK_S = 0.2
 #: SIGTERM to SIGKILL grace when stopping claude.
 KILL_GRACE_S = 3.0
 STDERR_TAIL_CHARS = 2000
@@ -400,7 +404,9 @@ class Supervisor:
             if tally.saw_conversation:
                 record.has_conversation = True
 
-        self.store.update(self.name, live)
+        # Another process holding the record's lock: the next write catches up.
+        with contextlib.suppress(LockTimeout):
+            self.store.update(self.name, live, timeout_s=LIVE_LOCK_S)
 
     # -- the outcome -------------------------------------------------------------
 

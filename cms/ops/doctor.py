@@ -135,6 +135,15 @@ def _check_claude_version(binary: claude.ClaudeBinary | None) -> Check:
             "or later for --max-budget-usd and --session-id with --fork-session",
             CLAUDE_UPDATE_FIX,
         )
+    too_old = sandbox.version_problem(binary.version)
+    if too_old:
+        return Check(
+            "version",
+            False,
+            too_old.split("; run")[0] + ": no preset that needs the sandbox starts "
+            "(every one but full, unless --no-sandbox)",
+            CLAUDE_UPDATE_FIX,
+        )
     if have < BUDGET_HALTS_SUBAGENTS_VERSION:
         return Check(
             "version",

@@ -19,6 +19,7 @@ from typing import Any
 from cms.base.errors import (
     BadInput,
     CmsError,
+    EnvironmentProblem,
     WrongState,
 )
 from cms.engine import claude, launcher, lifecycle, procs, worktree
@@ -27,12 +28,15 @@ from cms.engine.models import (
     SessionRecord,
     Status,
 )
+from cms.engine.store import LockTimeout
 from cms.ops.checks import check_name, check_timeout
 from cms.ops.nesting import check_steer
 from cms.ops.project import Project
 
 #: How often a waiter re-reads the records (seconds): an exchange's end is seen this soon.
 POLL_S = 0.02
+#: How long ``abort`` waits for a record's lock before it stops the turn itself.
+ABORT_LOCK_S = 2.0
 #: How often a waiter re-checks the queue in case every supervisor died.
 QUEUE_KICK_S = 2.0
 
@@ -178,7 +182,12 @@ def all_successful(records: Iterable[SessionRecord]) -> bool:
 
 
 def abort_session(project: Project, name: str, grace_s: float = 3.0) -> SessionRecord:
-    """Stop a running (or queued) turn and its whole process tree: status aborted."""
+    """Stop a running (or queued) turn and its whole process tree: status aborted.
+
+    The processes are gone within 10 s whatever the record's lock does: when the lock
+    is not had within :data:`ABORT_LOCK_S`, the supervisor cannot learn of the abort
+    from the record, so the turn's processes are stopped here, and the outcome is
+    recorded once the lock is free."""
     record = get_session(project, name)
     check_steer(project, record)
     if not record.status.active:
@@ -189,15 +198,19 @@ def abort_session(project: Project, name: str, grace_s: float = 3.0) -> SessionR
         record = project.store.update(name, lifecycle.abort_queued)
         if record.status is Status.ABORTED:
             return record
-    record = project.store.update(name, lifecycle.request_abort)
-    if record.pid and procs.alive(record.pid, record.pid_started):
+    asked = True
+    try:
+        record = project.store.update(name, lifecycle.request_abort, timeout_s=ABORT_LOCK_S)
+    except LockTimeout:
+        asked = False
+    if asked and record.pid and procs.alive(record.pid, record.pid_started):
         import signal
 
         with contextlib.suppress(ProcessLookupError):
             os.kill(record.pid, signal.SIGTERM)
     # The supervisor stops claude and records the outcome; give it time, then do it
     # ourselves if it could not.
-    deadline = time.monotonic() + grace_s + 5.0
+    deadline = time.monotonic() + (grace_s + 5.0 if asked else 0.0)
     while time.monotonic() < deadline:
         record = project.store.load(name)
         if not record.status.active:
@@ -206,11 +219,16 @@ def abort_session(project: Project, name: str, grace_s: float = 3.0) -> SessionR
             break
         time.sleep(POLL_S)
     record = project.store.load(name)
+    if record.pid:  # first the supervisor, so that it does not record another outcome
+        procs.kill_tree(record.pid, grace_s=1.0, started=record.pid_started)
     if record.child_pid:
         procs.kill_tree(record.child_pid, grace_s=grace_s, started=record.child_started)
-    if record.pid:
-        procs.kill_tree(record.pid, grace_s=1.0, started=record.pid_started)
-    return project.store.update(name, lifecycle.abort)
+    try:
+        return project.store.update(name, lifecycle.abort)
+    except LockTimeout as exc:
+        raise EnvironmentProblem(
+            f"stopped every process of session {name!r}, but could not record it: {exc.message}"
+        ) from exc
 
 
 def finish_session(project: Project, name: str) -> SessionRecord:

@@ -70,21 +70,26 @@ def _locate_claude(project: Project) -> claude.ClaudeBinary:
     return binary
 
 
-def _check_sandbox(project: Project, preset: Preset, wanted: bool) -> None:
-    """A preset that needs the sandbox does not start where it cannot run (exit 3)."""
+def _check_sandbox(
+    project: Project, preset: Preset, wanted: bool, binary: claude.ClaudeBinary
+) -> None:
+    """A preset that needs the sandbox does not start where it cannot run, nor with a
+    Claude Code older than the sandbox's version floor (exit 3)."""
     if not wanted or not sandbox.needed(preset.value):
         return
     found = sandbox.check(project.env)
     if not found.ok:
         raise EnvironmentProblem(f"{found.detail}: {found.fix}")
+    too_old = sandbox.version_problem(binary.version)
+    if too_old:
+        raise EnvironmentProblem(too_old)
 
 
 def _check_runnable(project: Project, record: SessionRecord) -> None:
     """What must hold before any turn of ``record`` starts: claude there and signed in,
     the preset runnable as this user, its sandbox available."""
     claude.check_preset_runnable(record.preset)
-    _check_sandbox(project, record.preset, record.sandbox)
-    _locate_claude(project)
+    _check_sandbox(project, record.preset, record.sandbox, _locate_claude(project))
 
 
 @dataclass
@@ -151,8 +156,8 @@ def spawn_session(
         raise BadInput("--after holds back a first turn: give the prompt to run after them")
     claude.check_preset_runnable(chosen.preset)
     check_can_start(project, config, caller)
-    _check_sandbox(project, chosen.preset, options.sandbox)
-    _locate_claude(project)  # exit 3 before any record exists
+    # exit 3 before any record exists
+    _check_sandbox(project, chosen.preset, options.sandbox, _locate_claude(project))
     project.store.ensure_dirs()
     if name is None:
         name = name_from_task(task, [r.name for r in project.store.list().records])

@@ -68,11 +68,18 @@ def _git_destructive(call: Call) -> str | None:
         return "git clean -f deletes untracked files for good"
     if sub == "checkout" and (_short_flag(args, "f") or "--force" in long):
         return "git checkout --force throws away uncommitted changes"
-    if sub == "branch" and (
-        _short_flag(args, "D")
-        or (
-            (_short_flag(args, "d") or "--delete" in long)
-            and (_short_flag(args, "f") or "--force" in long)
+    # Whether the branch holds work found nowhere else, the hook cannot tell (one made
+    # a moment ago at HEAD holds none); under the sandbox its deletion touches only the
+    # tree's own repository, so it is left to the sandbox.
+    if (
+        sub == "branch"
+        and not call.ctx.sandboxed
+        and (
+            _short_flag(args, "D")
+            or (
+                (_short_flag(args, "d") or "--delete" in long)
+                and (_short_flag(args, "f") or "--force" in long)
+            )
         )
     ):
         return "git branch -D deletes a branch with unmerged work"

@@ -21,7 +21,8 @@ What a command may write:
 - ``edit``: the working tree and the private temp folder (a ``--worktree`` session's
   tree is a repository of its own, so its commits land there: see
   :mod:`cms.engine.worktree`);
-- never ``$CMS_HOME`` (the records hold the budgets), nor Claude Code's folder
+- never ``$CMS_HOME`` (the records hold the budgets; a command may not even read it,
+  so it cannot take a record's lock either), nor Claude Code's folder
   (``~/.claude``: its settings, and the debug folder its sandbox would leave writable),
   nor npm's log folder, in any preset; git hooks and config Claude Code keeps
   read-only itself.
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -45,6 +47,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+#: The oldest Claude Code whose sandbox holds a hostile child run as root: older ones
+#: start bubblewrap as root without dropping capabilities or making a user namespace,
+#: so a command can ``mount -o remount,rw`` what it was given read-only (or do so after
+#: ``unshare -m``) and then rewrite its own record or the tree's ``.git``. The one place
+#: this floor is pinned: below it no sandboxed preset starts, and ``cms doctor`` says so.
+#: Found by replaying those attempts against older CLIs (README, "Security").
+MIN_SANDBOX_VERSION = (2, 1, 216)
+
+#: The variables that carry the child's credentials for the Messages API.
+CREDENTIALS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 
 #: Debian/Ubuntu package of each program the Linux sandbox needs.
 LINUX_PACKAGES = {"bwrap": "bubblewrap", "socat": "socat"}
@@ -131,6 +144,19 @@ def _probe_bwrap(bwrap: str) -> str | None:
     return (lines[-1] if lines else f"exit status {done.returncode}")[:200]
 
 
+def version_problem(version: str) -> str | None:
+    """Why Claude Code ``version`` cannot hold a sandboxed preset (None: it can)."""
+    floor = ".".join(map(str, MIN_SANDBOX_VERSION))
+    match = re.match(r"v?(\d+)\.(\d+)\.(\d+)", version.strip())
+    if match and tuple(int(part) for part in match.groups()) >= MIN_SANDBOX_VERSION:
+        return None
+    return (
+        f"Claude Code {version[:40]} is older than {floor}, the oldest whose sandbox holds "
+        "a child's commands (older ones let them remount what they may not write, as "
+        "root); run `claude update` (or npm install -g @anthropic-ai/claude-code@latest)"
+    )
+
+
 def settings(
     preset: str,
     *,
@@ -161,13 +187,24 @@ def settings(
     }
     if denied_domains:
         network["deniedDomains"] = list(denied_domains)
+    # Claude Code keeps these out of every sandboxed command's environment (claude
+    # itself still has them): a command cannot print the key, nor write it into the
+    # tree for a commit to carry away.
+    credentials = {"envVars": [{"name": name, "mode": "deny"} for name in CREDENTIALS]}
     return {
         "enabled": True,
         "failIfUnavailable": True,
         "allowUnsandboxedCommands": False,
         "autoAllowBashIfSandboxed": False,
-        "filesystem": {"allowWrite": allow, "denyWrite": list(dict.fromkeys(deny))},
+        "filesystem": {
+            "allowWrite": allow,
+            "denyWrite": list(dict.fromkeys(deny)),
+            # Not even readable: a command that can open a record can lock it, and
+            # the records say what budgets to go after. The hook reads them outside.
+            "denyRead": [state_dir] if os.path.exists(state_dir) else [],
+        },
         "network": network,
+        "credentials": credentials,
     }
 
 

@@ -738,6 +738,12 @@ def hook(event: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: run the CLI; render CmsError as one line and its exit code."""
+    # What a child wrote can hold text no encoding takes (a lone surrogate): shown as
+    # an escape, it never stops a command that prints it.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     try:
         cli.main(
             args=list(argv) if argv is not None else None, prog_name="cms", standalone_mode=False
