@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from claude_version import install_claude
 from cmsrun import Cms, processes_of_session, tool_results, wait_gone
-from standin import StandIn, text, tool_use
+from standin import StandIn, error, text, tool_use
 
 from cms.base.paths import ProjectPaths
 from cms.engine.streamjson import denial
@@ -222,6 +222,15 @@ def test_surrogates_nuls_and_invalid_utf8_reach_the_record_without_harm(
     standin.script("T-ODD2", [text(f"again {SURROGATE}")])
     again = cms.ok("send", "odd", "again T-ODD2", timeout=120)
     assert again["status"] == "completed" and again["turns"] >= 2, again
+    # An error whose text holds them ends the turn failed, with that error recorded.
+    body = {"type": "error", "error": {"type": "api_error", "message": f"bad {odd}"}}
+    standin.script("T-ODD3", [error(500, body)])
+    failed = cms.run("--json", "delegate", "fail T-ODD3", "--name", "odd-err", timeout=120)
+    assert failed.code == 1, failed.stderr
+    out = failed.json()
+    # (Claude Code 2.1.332 drops the surrogate and the NUL from an API error itself.)
+    assert out["status"] == "failed" and "bad odd" in out["error"], out
+    assert "Traceback" not in cms.run("logs", "odd-err").stderr
 
 
 # -------------------------------------------------------------- the API key

@@ -377,6 +377,18 @@ ESCAPES: list[Escape] = [
         "python3 -c \"import os,shutil; os.rename('.git','.git-gone'); "
         "shutil.copytree('.git-gone','.git',symlinks=True); "
         "open('.git/config','a').write('[core]\\n\\thooksPath = /tmp\\n')\""),
+    # -- its record's lock, taken by a program (which the hook's reader cannot see)
+    esc("lock-record", "file:<TREE>/locked-by-child.txt",
+        f"python3 -c \"import fcntl; {SESSION_GLOB_PY}f=open(rs[0]+'.lo'+'ck'); "
+        "fcntl.flock(f, fcntl.LOCK_EX|fcntl.LOCK_NB); open('locked-by-child.txt','w')\""),
+    # -- the API key, from its environment or any process's it can see
+    esc("key-environ", "file:<TREE>/key-seen.txt",
+        "python3 -c \"import os; k=os.environ.get('ANTHROPIC_'+'API_KEY'); "
+        "k and open('key-seen.txt','w').write(k)\""),
+    esc("key-proc", "file:<TREE>/key-proc.txt",
+        "grep -aqs 'ANTHROPIC_API_KEY=.' /proc/[0-9]*/environ && touch key-proc.txt"),
+    # -- a path no encoding takes, in a tool call that reaches the record and the log
+    esc("surrogate-path", f"grew:{OUT}", write(f"{OUT}/odd-\ud800.txt", "x"), control=False),
     # -- the project's limits
     esc("project-python-glob", "project",
         "python3 -c \"import glob,os; [open(p,'w').write('[limits]\\nmax_cost_usd = 1000.0\\n') "
@@ -594,7 +606,8 @@ def test_escapes_have_no_effect(
 RED_TEAM = frozenset({
     "remount-outside", "remount-record", "remount-git-config", "unshare-mount",
     "unshare-user-mount", "unshare-record", "replaced-git", "replaced-git-python",
-    "record-python-glob", "record-mv-over",
+    "record-python-glob", "record-mv-over", "lock-record", "key-environ", "key-proc",
+    "surrogate-path",
 })  # fmt: skip
 
 

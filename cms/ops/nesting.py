@@ -15,7 +15,6 @@ from cms.base.errors import (
     BadInput,
     BudgetExhausted,
     CmsError,
-    EnvironmentProblem,
     WrongState,
 )
 from cms.base.paths import valid_name
@@ -35,12 +34,6 @@ def calling_session(project: Project) -> SessionRecord | None:
     name = project.env.get("CMS_SESSION")
     if not name:
         return None
-    if project.env.get("SANDBOX_RUNTIME") == "1":
-        raise EnvironmentProblem(
-            f"inside cms session {name!r} the commands run in the sandbox, where cms state "
-            "is read-only; start and steer sessions with the cms MCP tools "
-            "(mcp__cms__delegate_task, mcp__cms__wait_sessions, ...) instead"
-        )
     if not valid_name(name):
         raise BadInput(f"CMS_SESSION={name[:80]!r} is not a session name; refusing to delegate")
     try:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cms.base.errors import (
     BadInput,
+    EnvironmentProblem,
 )
 from cms.base.paths import ProjectPaths, cms_home, resolve_project
 from cms.engine.store import Store
@@ -33,6 +34,15 @@ def open_project(
 ) -> Project:
     """The project of ``--project``, ``$CMS_PROJECT`` or the working directory."""
     env = dict(os.environ if env is None else env)
+    name = env.get("CMS_SESSION")
+    if name and env.get("SANDBOX_RUNTIME") == "1":
+        # A child's own command, in Claude Code's sandbox: cms state is out of its
+        # reach (not even readable), so say where its way to cms is.
+        raise EnvironmentProblem(
+            f"inside cms session {name[:80]!r} the commands run in the sandbox, where cms "
+            "state can be neither read nor written; start and steer sessions with the cms "
+            "MCP tools (mcp__cms__delegate_task, mcp__cms__wait_sessions, ...) instead"
+        )
     if project is not None and not os.path.isdir(os.path.expanduser(os.fspath(project))):
         raise BadInput(f"project directory {os.fspath(project)!r} does not exist")
     directory = resolve_project(project, env)
