@@ -33,6 +33,7 @@ from standin import StandIn, error, text, tool_use
 
 from cms.base.paths import ProjectPaths
 from cms.engine.streamjson import denial
+from cms.policy import sandbox
 from cms.policy.sandbox import MIN_SANDBOX_VERSION
 
 pytestmark = pytest.mark.skipif(
@@ -86,6 +87,26 @@ def test_an_older_claude_code_than_the_floor_starts_no_sandboxed_preset(
     version = checks["version"]
     assert not version["ok"] and OLD_VERSION in version["detail"], version
     assert floor in version["detail"] and "claude update" in version["fix"], version
+
+
+def test_the_floor_is_compared_as_a_version() -> None:
+    assert sandbox.version_problem("2.1.216 (Claude Code)") is None
+    assert sandbox.version_problem("2.1.1000") is None and sandbox.version_problem("3.0.0") is None
+    for old in ("2.1.215", "2.1.9", "1.9.999", "not a version", ""):
+        problem = sandbox.version_problem(old)
+        assert problem is not None and "claude update" in problem and "2.1.216" in problem, old
+
+
+def test_every_sandboxed_preset_denies_reading_state_and_the_key(tmp_path: Path) -> None:
+    state = tmp_path / "cms-home"
+    state.mkdir()
+    for preset in ("edit", "review", "read-only", "plan"):
+        compiled = sandbox.settings(preset, cwd="/w", temp_dir="/t", state_dir=str(state))
+        assert compiled is not None
+        assert compiled["filesystem"]["denyRead"] == [str(state)]
+        denied = {e["name"]: e["mode"] for e in compiled["credentials"]["envVars"]}
+        assert denied == dict.fromkeys(sandbox.CREDENTIALS, "deny")
+        assert "ANTHROPIC_API_KEY" in denied
 
 
 # ------------------------------------------------------------ cms state and its locks
@@ -173,6 +194,7 @@ def test_abort_stops_the_turn_within_10_s_while_the_record_lock_is_held(
     aborted = cms.run("--json", "abort", "held", timeout=60)
     watcher.join(25)
     assert gone_at and gone_at[0] < 10.0, gone_at
+    print(f"the turn's processes were gone {gone_at[0]:.1f} s after cms abort began")
     assert wait_gone(lambda: processes_of_session("held"), timeout=1) == []
     # Once the lock is free the abort is recorded.
     holder.join(30)

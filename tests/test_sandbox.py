@@ -181,7 +181,7 @@ def test_a_child_delegates_through_mcp_within_its_own_limits(
                 DELEGATE,
                 {"task": "x T-GRANDKID", "name": "gk", "preset": "review", "wait_s": 60},
             ),
-            # Bash cms inside the sandbox cannot write cms state: told to use MCP.
+            # Bash cms inside the sandbox cannot read or write cms state: told to use MCP.
             tool_use("Bash", {"command": f"{CLI} delegate y --preset full"}),
             tool_use("Bash", {"command": f"CMS_DEPTH=0 {CLI} delegate y"}),
             text("parent done"),
@@ -195,8 +195,8 @@ def test_a_child_delegates_through_mcp_within_its_own_limits(
     assert got[0][0] and "wider preset" in got[0][1] and "full" in got[0][1]
     assert got[1][0] and "budget left" in got[1][1]
     assert not got[2][0], got[2]
-    assert "read-only" in got[3][1] and "MCP tools" in got[3][1]
-    assert "read-only" in got[4][1] and "MCP tools" in got[4][1]
+    assert "neither read nor written" in got[3][1] and "MCP tools" in got[3][1]
+    assert "neither read nor written" in got[4][1] and "MCP tools" in got[4][1]
     names = {r["name"]: r for r in cms.ok("list")}
     assert set(names) == {"kid", "gk"}
     grandchild = names["gk"]
