@@ -12,7 +12,7 @@ child and its run against the version floor):
 - text a child controls (tool inputs, answers) with lone surrogates, NULs and invalid
   UTF-8 reaches the record and the logs without killing the supervisor;
 - the API key is in no sandboxed command's environment, its own nor any process's it
-  can see;
+  can see, and no tool brings it to the model;
 - ``git branch tmp && git branch -D tmp`` is ordinary work.
 """
 
@@ -270,14 +270,29 @@ def test_the_api_key_is_in_no_sandboxed_commands_environment(
         'echo "key=$ANTHROPIC_API_KEY" > var.txt',
         "python3 -c \"import os; open('py.txt','w').write(repr(dict(os.environ)))\"",
     ]
-    bash_calls("T-KEY", commands, "looked", standin)
+    # Claude Code's own file tools run outside the sandbox, in claude's process: they
+    # must not read its environment, named directly or through a link in the tree.
+    links = "ln -s /proc/self/environ env-link; ln -s /proc/self self-link; true"
+    file_tools = [
+        tool_use("Read", {"file_path": "/proc/self/environ"}),
+        tool_use("Bash", {"command": links}),
+        tool_use("Read", {"file_path": str(project / "env-link")}),
+        tool_use("Read", {"file_path": str(project / "self-link" / "environ")}),
+        tool_use("Grep", {"pattern": "API_KEY", "path": str(project), "output_mode": "content"}),
+    ]
+    bash = [tool_use("Bash", {"command": c}) for c in commands]
+    standin.script("T-KEY", [*bash, *file_tools, text("looked")])
     out = cms.ok("delegate", "look T-KEY", "--name", "key", "--max-cost", "2", timeout=120)
     # claude itself still has the key: the turn ran against the API.
     assert out["status"] == "completed" and out["response"] == "looked", out
     results = tool_results(cms, "key")
-    assert len(results) == len(commands)
-    for (is_error, content), command in zip(results, commands, strict=True):
+    assert len(results) == len(commands) + len(file_tools)
+    for (is_error, content), command in zip(results, commands, strict=False):
         assert not is_error and denial(content) is None, (command, content)
+    # Nothing the model was sent holds the key (the log is redacted; the API is not).
+    sent = [str(b.get("content")) for r in standin.requests_for("T-KEY")
+            for b in r.blocks("tool_result")]  # fmt: skip
+    assert len(sent) >= len(results) and not [c for c in sent if API_KEY in c]
     for name in ("env.txt", "self.txt", "parent.txt", "all.txt", "py.txt"):
         data = (project / name).read_text(errors="replace")
         # (The sandbox may show a process its own environ as empty, and its parent's
