@@ -492,8 +492,13 @@ def test_doctor_claude_too_old(project: Path, claude_env: dict[str, str], tmp_pa
     assert "2.0.50 is too old" in str(version["detail"]) and "2.0.73" in str(version["detail"])
     assert "--max-budget-usd" in str(version["detail"])
     assert "claude update" in str(version["fix"])
-    # Recent enough for the flags, too old for the budget to stop background subagents.
+    # Recent enough for the flags, too old for its sandbox to hold (issue 24).
     env = {**claude_env, "CMS_CLAUDE_BIN": str(fake_claude(tmp_path, "2.1.100"))}
+    version = doctor(env, project, 3)["version"]
+    assert version["ok"] is False and "older than 2.1.216" in str(version["detail"]), version
+    assert "claude update" in str(version["fix"])
+    # Its sandbox holds, but too old for the budget to stop background subagents.
+    env = {**claude_env, "CMS_CLAUDE_BIN": str(fake_claude(tmp_path, "2.1.216"))}
     checks = doctor(env, project, 0)
     assert checks["version"]["ok"] is True and checks["version"]["warning"] is True
     assert "subagents" in str(checks["version"]["detail"])
