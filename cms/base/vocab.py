@@ -124,6 +124,7 @@ class Record(TypedDict, total=False):
     notice: str
     after: list[str]
     after_met: bool
+    host: str
     created_at: datetime
     updated_at: datetime
     turn_started_at: datetime

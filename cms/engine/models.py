@@ -136,6 +136,9 @@ class SessionRecord(BaseModel):
     after: list[str] = Field(default_factory=list)
     #: True once they all had and its first exchange was given their results.
     after_met: bool = False
+    #: Where its turns run: ``local`` (this machine) or a Docker host's name
+    #: (``$CMS_HOME/hosts.toml``); it keeps its host for all its turns.
+    host: str = "local"
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     turn_started_at: datetime | None = None
@@ -208,6 +211,8 @@ class Defaults(BaseModel):
     max_cost_usd: float | None = None
     max_turns: int | None = None
     timeout_s: float | None = None
+    #: The host new sessions run on when ``--host`` is not given (None: ``local``).
+    host: str | None = None
 
 
 class SandboxConfig(BaseModel):

@@ -42,7 +42,7 @@ from cms.base import paths
 from cms.base.errors import CmsError
 from cms.base.paths import ProjectPaths
 from cms.base.vocab import usd
-from cms.engine import claude, lifecycle, procs
+from cms.engine import claude, lifecycle, procs, seam
 from cms.engine.models import ProjectConfig, SessionRecord, Status
 from cms.engine.store import LockTimeout, Store
 from cms.engine.streamjson import LineFramer, TurnTally, parse_line
@@ -101,6 +101,8 @@ class Supervisor:
         self.proc: subprocess.Popen[bytes] | None = None
         self.temp_dir: str | None = None
         self.extra_env: dict[str, str] = {}
+        #: Where the turn runs (cms.engine.seam): this machine, or a Docker host.
+        self.engine: seam.Engine | None = None
         self._last_write = 0.0
         self._last_cap_check = 0.0
         self._project_other_spend = 0.0
@@ -133,6 +135,7 @@ class Supervisor:
         except Exception as exc:  # never leave a running record behind
             self._log(traceback.format_exc())
             self._kill_child()  # nor a claude that nobody supervises
+            self._end_engine_turn()
             procs.stop_descendants()
             self._remove_temp()
             self._finish(Status.FAILED, f"cms supervisor error: {exc}")
@@ -169,12 +172,15 @@ class Supervisor:
             turns_left = record.max_turns - record.settled_turns
         self.turns_passed = turns_left
         try:
-            binary = claude.find_claude()
+            self.engine = seam.engine_for(self.paths, record)
+            local = isinstance(self.engine, seam.LocalEngine)
+            binary = claude.find_claude() if local else "claude"
+            self.engine.put_tree(record)
         except CmsError as exc:
             self._finish(Status.FAILED, exc.message)
             return 1
         cwd = record.cwd or str(self.paths.project)
-        settings = self._sandbox(record, cwd, config)
+        settings = self._sandbox(record, cwd, config) if local else None
         spec = claude.TurnSpec(
             claude=binary,
             session_id=record.session_id,
@@ -196,6 +202,7 @@ class Supervisor:
             temp_dir=self.temp_dir,
         )
         env.update(self.extra_env)
+        launch = self.engine.start(record, spec, env, config.sandbox.allowed_domains)
         prompt = record.pending_message or record.task
         stderr_path = self.paths.stderr_file(self.name)
         log_path = self.paths.log_file(self.name)
@@ -204,12 +211,12 @@ class Supervisor:
             os.chmod(log_path, 0o600)
             try:
                 self.proc = subprocess.Popen(
-                    claude.build_argv(spec),
+                    launch.argv,
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=stderr,
-                    cwd=cwd,
-                    env=env,
+                    cwd=launch.cwd,
+                    env=launch.env,
                     start_new_session=True,
                     close_fds=True,
                 )
@@ -228,7 +235,19 @@ class Supervisor:
         # killed; the turn is over, so nothing of it may keep running.
         procs.stop_descendants()
         self._remove_temp()
+        self._end_engine_turn(record)
         return self._conclude(stderr_path)
+
+    def _end_engine_turn(self, record: SessionRecord | None = None) -> None:
+        """Nothing of the turn left on its host; its work home as ``cms/NAME``."""
+        if self.engine is None:
+            return
+        try:
+            self.engine.end_turn()
+            if record is not None:
+                self.engine.get_branch(record)
+        except CmsError as exc:
+            self._log(f"after the turn: {exc.message}\n")
 
     def _sandbox(self, record: SessionRecord, cwd: str, config: ProjectConfig) -> Any:
         """The turn's sandbox settings, and its private temp folder (None: no sandbox)."""
@@ -385,6 +404,8 @@ class Supervisor:
         return None
 
     def _kill_child(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
         if self.proc is not None and self.proc.poll() is None:
             procs.kill_tree(self.proc.pid, grace_s=KILL_GRACE_S)
 

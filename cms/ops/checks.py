@@ -118,6 +118,8 @@ class Options:
     sandbox: bool = True
     #: The sessions it runs after (``--after``): it starts once they all completed.
     after: list[str] = field(default_factory=list)
+    #: The host its turns run on (``--host``; None: the project's default, else local).
+    host: str | None = None
 
 
 def resolve_cwd(project: Project, cwd: str | None) -> str:

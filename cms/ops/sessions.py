@@ -22,7 +22,7 @@ from cms.base.errors import (
     EnvironmentProblem,
     WrongState,
 )
-from cms.engine import claude, launcher, lifecycle, procs, worktree
+from cms.engine import claude, hosts, launcher, lifecycle, procs, seam, worktree
 from cms.engine.models import (
     SUCCESSFUL,
     SessionRecord,
@@ -272,6 +272,8 @@ def delete_session(project: Project, name: str, force: bool = False) -> Deleted:
         record = abort_session(project, name)
     if record.worktree and record.branch:
         worktree.remove(project.directory, Path(record.worktree), record.branch)
+    if record.host != hosts.LOCAL:  # its volumes on the Docker host
+        seam.engine_for(project.paths, record).remove()
     project.store.delete(record.name)
     return Deleted(record)
 

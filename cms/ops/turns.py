@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from cms.base.errors import (
     NotFound,
     WrongState,
 )
-from cms.engine import claude, dependencies, launcher, lifecycle, signin, worktree
+from cms.engine import claude, dependencies, hosts, launcher, lifecycle, signin, worktree
 from cms.engine.models import (
     SENDABLE,
     Preset,
@@ -145,6 +145,9 @@ def spawn_session(
     """Create a session; start ``prompt`` as its first exchange when given."""
     config = project.store.load_project()
     caller = calling_session(project)
+    host = _host_of_new_session(project, options, config)
+    if host is not None:  # a Docker host: the session works in a tree of its own
+        options = replace(options, worktree=True, cwd=None)
     chosen = _settings(project, options, config, caller)
     if name is not None:
         check_name(name)
@@ -156,8 +159,9 @@ def spawn_session(
         raise BadInput("--after holds back a first turn: give the prompt to run after them")
     claude.check_preset_runnable(chosen.preset)
     check_can_start(project, config, caller)
-    # exit 3 before any record exists
-    _check_sandbox(project, chosen.preset, options.sandbox, _locate_claude(project))
+    binary = _locate_claude(project)  # exit 3 before any record exists
+    if host is None:  # on a Docker host the container is the boundary
+        _check_sandbox(project, chosen.preset, options.sandbox, binary)
     project.store.ensure_dirs()
     if name is None:
         name = name_from_task(task, [r.name for r in project.store.list().records])
@@ -177,6 +181,7 @@ def spawn_session(
         pending_message=prompt,
         after=options.after,
         turn_started_at=utcnow() if options.after else None,
+        host=host.name if host is not None else hosts.LOCAL,
     )
     widening = sandbox.widening_rules(project.env, project.directory) if record.sandbox else []
     if widening:
@@ -193,6 +198,16 @@ def spawn_session(
         kick_queue(project)
         return project.store.load(record.name)
     return _start_exchange(project, record.name, prompt, seen=record)
+
+
+def _host_of_new_session(
+    project: Project, options: Options, config: ProjectConfig
+) -> hosts.Host | None:
+    """The Docker host a new session runs on (None: this machine): exit 2 for a name
+    that is no host, exit 3 when it cannot be reached or has no image."""
+    from cms.ops.hosts import host_for_new_session
+
+    return host_for_new_session(project.paths.home, options.host, config)
 
 
 def _check_after(
@@ -526,6 +541,7 @@ def fork_session(
         sandbox=src.sandbox,
         status=Status.COMPLETED,
         fork_from=src.session_id,
+        host=src.host,
     )
 
     def fork_tree() -> None:

@@ -18,6 +18,7 @@ import click
 from cms import __version__
 from cms.base.errors import EXIT_ENVIRONMENT, EXIT_TASK_FAILED, CmsError
 from cms.base.vocab import usd
+from cms.ui import hostcli as host_commands
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -231,6 +232,12 @@ def session_options(func: F) -> F:
                 help="Start only once session NAME completed (repeatable, or a,b,c).",
             ),
             click.option(
+                "--host",
+                type=str,
+                metavar="NAME",
+                help="Run its turns on Docker host NAME (`cms host list`; default local).",
+            ),
+            click.option(
                 "--no-sandbox",
                 is_flag=True,
                 help="Run this session's commands without the OS sandbox (the hook alone).",
@@ -245,7 +252,16 @@ def _options(kw: dict[str, Any]) -> Any:
     """The session's options from the command's (one builder: cms.ops.make_options)."""
     from cms import ops as api
 
-    fields = ("preset", "model", "max_cost_usd", "max_turns", "timeout_s", "cwd", "worktree")
+    fields = (
+        "preset",
+        "model",
+        "max_cost_usd",
+        "max_turns",
+        "timeout_s",
+        "cwd",
+        "worktree",
+        "host",
+    )
     chosen = {f: kw.get(f) for f in fields}
     return api.make_options({**chosen, "after": kw["after"], "sandbox": not kw["no_sandbox"]})
 
@@ -734,6 +750,9 @@ def hook(event: str) -> None:
     from cms.ui.hookrun import run_hook
 
     raise SystemExit(run_hook(event))
+
+
+cli.add_command(host_commands.host)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,0 +1,99 @@
+"""Where a session's turns run: one interface, two engines.
+
+The supervisor on the user's machine runs every turn the same way, whatever runs
+it: it asks the session's engine to put the tree in place, to start the turn (a
+command whose stdin takes the prompt and whose stdout is Claude Code's stream-json),
+to stop it, to end it, and to get the branch out; ``delete`` asks it to remove what
+the session holds. Two engines implement it:
+
+- :class:`LocalEngine`: ``claude -p`` on this machine under Claude Code's sandbox;
+  the tree is the project (or the session's worktree) itself, so putting a tree in
+  and getting a branch out are nothing to do;
+- :class:`cms.engine.docker.DockerEngine`: a container per turn on a Docker host,
+  local or remote (docs/DESIGN.md, "Hosts").
+
+A Kubernetes engine would be a third (a Job per turn, a volume claim per session,
+the pod's log as the stream); docs/DESIGN.md says how it maps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from cms.base.paths import ProjectPaths
+from cms.engine import claude, hosts
+from cms.engine.docker import DockerEngine, Launch
+from cms.engine.models import SessionRecord
+
+
+class Engine(Protocol):
+    """What runs a session's turns (see the module's docstring)."""
+
+    name: str
+
+    def put_tree(self, record: SessionRecord) -> None:
+        """Before a turn: the session's tree where the turn runs."""
+
+    def start(
+        self,
+        record: SessionRecord,
+        spec: claude.TurnSpec,
+        env: Mapping[str, str],
+        domains: list[str],
+    ) -> Launch:
+        """The turn's command: prompt on its stdin, stream-json on its stdout."""
+        ...
+
+    def stop(self) -> None:
+        """End the running turn now (abort, timeout, budget)."""
+
+    def end_turn(self) -> None:
+        """After a turn, stopped or not: nothing of it left running."""
+
+    def get_branch(self, record: SessionRecord) -> None:
+        """After a turn: its work as the branch ``cms/NAME`` in the user's repository."""
+
+    def remove(self) -> None:
+        """The session deleted: whatever the engine holds for it, gone."""
+
+
+class LocalEngine:
+    """Turns as ``claude -p`` processes on this machine."""
+
+    name = hosts.LOCAL
+
+    def __init__(self, paths: ProjectPaths) -> None:
+        self.paths = paths
+
+    def put_tree(self, record: SessionRecord) -> None:
+        return None
+
+    def start(
+        self,
+        record: SessionRecord,
+        spec: claude.TurnSpec,
+        env: Mapping[str, str],
+        domains: list[str],
+    ) -> Launch:
+        return Launch(claude.build_argv(spec), dict(env), record.cwd or str(self.paths.project))
+
+    def stop(self) -> None:
+        return None  # the supervisor stops claude's process tree itself
+
+    def end_turn(self) -> None:
+        return None
+
+    def get_branch(self, record: SessionRecord) -> None:
+        return None
+
+    def remove(self) -> None:
+        return None
+
+
+def engine_for(paths: ProjectPaths, record: SessionRecord) -> Engine:
+    """The engine of the session's host (exit 2 when that host is no longer known)."""
+    host = hosts.get(paths.home, record.host)
+    if host is None:
+        return LocalEngine(paths)
+    return DockerEngine(paths, record, host)
