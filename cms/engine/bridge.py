@@ -11,7 +11,9 @@ this module runs on both ends, as Claude Code's own sandbox bridges its network.
   of the turn: the record itself never enters the container), listens on the
   container's own 127.0.0.1 for each ``CMS_BRIDGE_FORWARD`` pair (``PORT=SOCKET``,
   comma-separated) and relays every connection to that socket, then runs ARGV
-  (claude) with this process's stdin and stdout and exits with its status.
+  (claude) with this process's stdin and stdout and exits with its status. With
+  ``CMS_BRIDGE_STDIN_ENV`` the first line of stdin is a JSON object of variables for
+  claude (the credentials, which so appear in no container's configuration).
 - ``python3 -m cms.engine.bridge proxy DIR API_HOST:API_PORT [DOMAIN...]`` (the
   proxy's container): ``DIR/api.sock`` relays to the model API's host and port, and
   ``DIR/proxy.sock`` is an HTTP ``CONNECT`` proxy that opens only the allowed domains
@@ -22,6 +24,7 @@ this module runs on both ends, as Claude Code's own sandbox bridges its network.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -105,8 +108,23 @@ def _write_snapshot(text: str, env: dict[str, str]) -> None:
     target.write_text(text, encoding="utf-8")
 
 
+def _read_env_line() -> dict[str, str]:
+    """The first line of stdin: a JSON object of variables (the credentials), read
+    byte by byte so that the rest, the prompt, is left for claude."""
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = os.read(0, 1)
+        if not byte:
+            break
+        line += byte
+    data = json.loads(line or b"{}")
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
 def turn(argv: list[str]) -> int:
     env = dict(os.environ)
+    if env.pop("CMS_BRIDGE_STDIN_ENV", ""):
+        env.update(_read_env_line())
     snapshot = env.pop("CMS_RECORD_SNAPSHOT", "")
     if snapshot and env.get("CMS_SESSION"):
         _write_snapshot(snapshot, env)

@@ -21,9 +21,10 @@ nothing of the user's machine is ever mounted into a container:
 - every container carries labels (``io.cms.session``, ``io.cms.project``,
   ``io.cms.turn``), so one left by a supervisor that died is found and removed.
 
-Credentials go into the turn's container by name (``-e ANTHROPIC_API_KEY``: the
-value reaches the docker CLI in its environment, never its command line), per turn,
-never into an image or a volume.
+Credentials go into the turn's container per turn as the first line of its stdin,
+read by :mod:`cms.engine.bridge` into claude's environment: never on a command line,
+in a container's configuration (which ``docker inspect`` shows and the Docker host
+keeps on disk), in an image or in a volume.
 """
 
 from __future__ import annotations
@@ -205,6 +206,9 @@ class Launch:
     argv: list[str]
     env: dict[str, str]
     cwd: str
+    #: Written to the command's stdin before the prompt (the Docker engine's
+    #: credentials: on no command line, in no container's configuration).
+    stdin_prefix: bytes = b""
 
 
 class DockerEngine:
@@ -381,6 +385,7 @@ class DockerEngine:
             CLAUDE_CONFIG_DIR=f"{STATE}/claude",
             CMS_RECORD_SNAPSHOT=_snapshot(record),
             CMS_BRIDGE_FORWARD=forwards,
+            CMS_BRIDGE_STDIN_ENV="1",
         )
         limits = ["--pids-limit", str(self.host.pids_limit)]
         if self.host.memory:
@@ -397,11 +402,12 @@ class DockerEngine:
             f"--volume={self.net_volume}:{NET}",
             "--workdir", TREE,
             *[arg for key, value in sorted(inside.items()) for arg in ("-e", f"{key}={value}")],
-            *[arg for key in SECRETS if env.get(key) for arg in ("-e", key)],
             "--entrypoint", "python3", self.host.image,
             "-m", "cms.engine.bridge", "turn", "--", *argv,
         ]  # fmt: skip
-        return Launch(command, _docker_env(self.host, env), str(self.paths.project))
+        secrets = {key: env[key] for key in SECRETS if env.get(key)}
+        prefix = json.dumps(secrets).encode() + b"\n"
+        return Launch(command, _docker_env(self.host, env), str(self.paths.project), prefix)
 
     def stop(self) -> None:
         """End the running turn now: its container killed (``--rm`` removes it)."""

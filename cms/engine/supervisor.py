@@ -103,6 +103,7 @@ class Supervisor:
         self.extra_env: dict[str, str] = {}
         #: Where the turn runs (cms.engine.seam): this machine, or a Docker host.
         self.engine: seam.Engine | None = None
+        self.stdin_prefix = b""
         self._last_write = 0.0
         self._last_cap_check = 0.0
         self._project_other_spend = 0.0
@@ -203,6 +204,7 @@ class Supervisor:
         )
         env.update(self.extra_env)
         launch = self.engine.start(record, spec, env, config.sandbox.allowed_domains)
+        self.stdin_prefix = launch.stdin_prefix
         prompt = record.pending_message or record.task
         stderr_path = self.paths.stderr_file(self.name)
         log_path = self.paths.log_file(self.name)
@@ -311,7 +313,7 @@ class Supervisor:
     def _send_prompt(self, prompt: str) -> None:
         assert self.proc is not None and self.proc.stdin is not None
         try:
-            self.proc.stdin.write(prompt.encode("utf-8"))
+            self.proc.stdin.write(self.stdin_prefix + prompt.encode("utf-8"))
             self.proc.stdin.close()
         except (BrokenPipeError, OSError):
             pass  # claude died at once; its exit status and stderr tell why

@@ -1,0 +1,281 @@
+"""Children on Docker hosts, with a real dockerd, the real child image (scripts/test
+builds it: scripts/docker-images), the real CLI in it and the stand-in API on the
+Docker host's loopback: the same commands as for local sessions, the container as the
+boundary, nothing of the user's machine mounted, no container left after a turn."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cmsrun import Cms, git, tree_state
+from dockerhost import (
+    LOCAL_ENDPOINT,
+    Listener,
+    Sshd,
+    child_image,
+    remove_project_leftovers,
+    docker,
+    volumes,
+    wait_for_container,
+    wait_no_containers,
+)
+from standin import StandIn, text, tool_use
+
+KEY = "sk-test-not-a-real-key"
+#: A command that runs long (Claude Code refuses a standalone `sleep N`).
+LONG = "python3 -c 'import time; time.sleep(120)'"
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    return child_image()
+
+
+@pytest.fixture
+def cms(claude_env: dict[str, str], project: Path, image: str) -> Iterator[Cms]:
+    runner = Cms(claude_env, project)
+    runner.ok("host", "add", "dock", "--docker", LOCAL_ENDPOINT, "--image", image)
+    yield runner
+    remove_project_leftovers(project)
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    server = Listener()
+    yield server
+    server.close()
+
+
+#: What a hostile child tries from inside its container: the Docker host's loopback
+#: listener, the user's state folder and project by their paths, /etc, git hooks of
+#: its tree (run by cms's commit?), its own record snapshot, every process it sees.
+HOSTILE = """python3 - <<'EOF'
+import glob, os, socket, subprocess, time
+for target in [("127.0.0.1", <PORT>), ("localhost", <PORT>)]:
+    try:
+        socket.create_connection(target, 2).close()
+        print("CONNECTED", target)
+    except OSError as exc:
+        print("refused", target, exc)
+for path in ["<HOME>/x", "<PROJECT>/x", "/etc/x"]:
+    try:
+        open(path, "w").write("x")
+        print("WROTE", path)
+    except OSError:
+        print("nowrite", path)
+with open(".git/hooks/post-commit", "w") as hook:
+    hook.write("#!/bin/sh\\necho HOOKRAN > /work/hookran\\n")
+os.chmod(".git/hooks/post-commit", 0o755)
+for record in glob.glob(os.path.expanduser("~/.cms/**/*.toml"), recursive=True):
+    open(record, "w").write("cost_usd = 0.0\\n")
+open("in_tree.txt", "w").write("mine")
+subprocess.run("pkill -9 -f cms.engine.launcher; pkill -9 -f supervisor", shell=True)
+time.sleep(3)
+EOF"""
+
+
+def bash(command: str) -> object:
+    return tool_use("Bash", {"command": command, "description": "run"})
+
+
+def test_delegate_on_a_docker_host_edits_and_its_work_comes_home(
+    cms: Cms, standin: StandIn, project: Path
+) -> None:
+    before = tree_state(project)
+    standin.script(
+        "T-DOCK",
+        [
+            tool_use("Write", {"file_path": "/work/notes.txt", "content": "from docker\n"}),
+            bash('python3 -c \'open("built.txt", "w").write("ok\\n")\' && git status --short'),
+            text("written"),
+        ],
+    )
+    record = cms.ok("delegate", "write notes T-DOCK", "--name", "d1", "--host", "dock")
+    assert record["status"] == "completed", record
+    assert record["host"] == "dock" and record["branch"] == "cms/d1"
+    assert record["denials"] == 0
+    assert tree_state(project) == before  # the user's tree untouched until merge
+    diff = cms.run("diff", "d1")
+    assert diff.code == 0 and "+from docker" in diff.stdout and "built.txt" in diff.stdout
+    # The branch is in the user's repository already, as for a --worktree session.
+    assert "notes.txt" in git(project, "show", "--stat", "cms/d1")
+    merged = cms.ok("merge", "d1")
+    assert (project / "notes.txt").read_text() == "from docker\n"
+    assert merged["merged_commit"] == git(project, "rev-parse", "HEAD")
+    wait_no_containers("d1")
+    assert len(volumes("d1", project)) == 2  # the tree and the conversation stay for the next turn
+    # The credential never reached a volume (it went to the turn by name only).
+    for volume in volumes("d1", project):
+        found = docker(
+            "run", "--rm", "--network", "none", "-v", f"{volume}:/v:ro", "--entrypoint", "sh",
+            cms.env.get("CMS_TEST_IMAGE", _image_of(cms)), "-c",
+            f"grep -rl {KEY} /v || true",
+        )  # fmt: skip
+        assert found.strip() == "", found
+    assert cms.run("delete", "d1").code == 0
+    assert volumes("d1", project) == []
+
+
+def _image_of(cms: Cms) -> str:
+    return str(cms.ok("host", "show", "dock")["image"])
+
+
+def test_the_conversation_carries_over_send_and_fork(cms: Cms, standin: StandIn) -> None:
+    standin.script("T-CONV", [text("first"), text("second"), text("third")])
+    assert cms.ok("delegate", "remember T-CONV", "--name", "c1", "--host", "dock")["status"] == (
+        "completed"
+    )
+    second = cms.ok("send", "c1", "and now?")
+    assert second["status"] == "completed" and second["response"] == "second"
+    # The second request carried the first exchange: --resume found the conversation
+    # in the session's volume.
+    last = standin.requests_for("T-CONV")[-1]
+    assert len(last.messages) >= 3
+    forked = cms.ok("fork", "c1", "c2", "go on")
+    assert forked["host"] == "dock"
+    done = cms.wait_status("c2", {"completed", "failed"}, timeout=120)
+    assert done["status"] == "completed", done
+    assert len(standin.requests_for("T-CONV")[-1].messages) >= 5
+    wait_no_containers("c1")
+    wait_no_containers("c2")
+    for name in ("c1", "c2"):
+        assert cms.run("delete", name, "--force").code == 0
+
+
+def test_the_container_is_the_boundary(
+    cms: Cms, standin: StandIn, project: Path, listener: Listener, cms_home: Path
+) -> None:
+    before = tree_state(project)
+    home_files = sorted(p.name for p in cms_home.rglob("*"))
+    payload = (
+        HOSTILE.replace("<PORT>", str(listener.port))
+        .replace("<HOME>", str(cms_home))
+        .replace("<PROJECT>", str(project))
+    )
+    standin.script("T-BOUND", [bash(payload), text("done")])
+    cms.ok("delegate", "probe T-BOUND", "--name", "b1", "--host", "dock", "--background")
+    info = wait_for_container("b1")
+    mounts = info["Mounts"]
+    assert mounts and all(m["Type"] == "volume" for m in mounts), mounts  # no bind mount
+    host_config = info["HostConfig"]
+    assert host_config["NetworkMode"] == "none"
+    assert host_config["CapDrop"] == ["ALL"] or "ALL" in host_config["CapDrop"]
+    assert "no-new-privileges" in host_config["SecurityOpt"]
+    assert info["Config"]["User"] == "1000:1000"
+    # The credential is in no container's configuration (it came on stdin).
+    assert KEY not in json.dumps(info)
+    record = cms.wait_status("b1", {"completed", "failed"}, timeout=120)
+    assert record["status"] == "completed", record
+    assert listener.count == 0
+    output = json.dumps(cms.run("logs", "b1").stdout)
+    assert "CONNECTED" not in output and "WROTE" not in output
+    assert tree_state(project) == before
+    assert home_files and not (cms_home / "x").exists() and not (project / "x").exists()
+    assert record["cost_usd"] > 0  # the record is the supervisor's, never the child's
+    # cms's own commit of the turn's work ran none of the tree's git hooks.
+    assert "in_tree.txt" in cms.run("diff", "b1").stdout
+    tree = next(v for v in volumes("b1", project) if v.endswith("-tree"))
+    listing = docker(
+        "run", "--rm", "--network", "none", "-v", f"{tree}:/w:ro", "--entrypoint", "ls",
+        _image_of(cms), "-a", "/w",
+    )  # fmt: skip
+    assert "in_tree.txt" in listing and "hookran" not in listing
+    wait_no_containers("b1")
+    assert cms.run("delete", "b1", "--force").code == 0
+
+
+def test_abort_stops_the_container_and_timeout_ends_it(cms: Cms, standin: StandIn) -> None:
+    standin.script("T-LONG", [bash(LONG), text("never")])
+    cms.ok("delegate", "wait T-LONG", "--name", "a1", "--host", "dock", "--background")
+    wait_for_container("a1")
+    standin.wait_for("T-LONG", 1, timeout=60)
+    cms.ok("abort", "a1")
+    assert cms.wait_status("a1", {"aborted"}, timeout=20)["status"] == "aborted"
+    assert wait_no_containers("a1", timeout=10) <= 10
+    standin.script("T-SLOW", [bash(LONG), text("never")])
+    ended = cms.run(
+        "--json", "delegate", "wait T-SLOW", "--name", "t1", "--host", "dock", "--timeout", "15"
+    )
+    assert ended.code == 1 and ended.json()["status"] == "timed_out", ended
+    wait_no_containers("t1")
+
+
+def test_bad_hosts_are_refused_without_a_record(
+    claude_env: dict[str, str], project: Path, image: str, cms_home: Path
+) -> None:
+    cms = Cms(claude_env, project)
+    bad = cms.run("host", "add", "x", "--docker", "http://nowhere")
+    assert bad.code == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert cms.run("host", "add", "local", "--docker", LOCAL_ENDPOINT).code == 2
+    unknown = cms.run("delegate", "hi", "--name", "u1", "--host", "nope")
+    assert unknown.code == 2 and "nope" in unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 1
+    cms.ok("host", "add", "gone", "--docker", "unix:///nonexistent/docker.sock")
+    unreachable = cms.run("delegate", "hi", "--name", "u2", "--host", "gone")
+    assert unreachable.code == 3 and "gone" in unreachable.stderr
+    assert "cms host check" in unreachable.stderr
+    cms.ok("host", "add", "bare", "--docker", LOCAL_ENDPOINT, "--image", "cms-no-such:image")
+    no_image = cms.run("delegate", "hi", "--name", "u3", "--host", "bare")
+    assert no_image.code == 3 and "build-image" in no_image.stderr
+    assert cms.ok("list") == []
+    assert (cms_home / "hosts.toml").stat().st_mode & 0o777 == 0o600
+    assert cms.run("host", "check", "gone").code == 3
+    assert [h["name"] for h in cms.ok("host", "list")] == ["local", "bare", "gone"]
+    assert cms.ok("host", "remove", "gone")["name"] == "gone"
+
+
+def test_an_ssh_docker_host(
+    claude_env: dict[str, str], project: Path, image: str, standin: StandIn, tmp_path: Path
+) -> None:
+    sshd = Sshd(tmp_path / "sshd")
+    try:
+        env = {**claude_env, "PATH": sshd.path(claude_env["PATH"])}
+        cms = Cms(env, project)
+        cms.ok("host", "add", "remote", "--docker", sshd.endpoint, "--image", image)
+        checked = cms.ok("host", "check", "remote")
+        assert checked["ok"] is True
+        standin.script(
+            "T-SSH",
+            [tool_use("Write", {"file_path": "/work/r.txt", "content": "remote\n"}), text("ok")],
+        )
+        record = cms.ok("delegate", "write T-SSH", "--name", "s1", "--host", "remote")
+        assert record["status"] == "completed", record
+        assert "+remote" in cms.run("diff", "s1").stdout
+        cms.ok("merge", "s1")
+        assert (project / "r.txt").read_text() == "remote\n"
+        wait_no_containers("s1")
+        assert cms.run("delete", "s1").code == 0
+        assert volumes("s1", project) == []
+    finally:
+        sshd.close()
+
+
+def test_after_across_hosts(cms: Cms, standin: StandIn, project: Path) -> None:
+    standin.script(
+        "T-PRED",
+        [tool_use("Write", {"file_path": "/work/pred.txt", "content": "p\n"}), text("pred done")],
+    )
+    cms.ok("delegate", "first T-PRED", "--name", "p1", "--host", "dock", "--background")
+    standin.script("T-DEP", [bash("cat pred.txt"), text("dep done")])
+    cms.ok("delegate", "then T-DEP", "--name", "p2", "--after", "p1", "--worktree", "--background")
+    records = cms.ok("wait", "p1", "p2", timeout=240)
+    assert [r["status"] for r in records] == ["completed", "completed"], records
+    assert (Path(records[1]["worktree"]) / "pred.txt").read_text() == "p\n"
+    # and the other way round: a local predecessor, a Docker dependent
+    standin.script(
+        "T-LPRED",
+        [tool_use("Write", {"file_path": "lp.txt", "content": "l\n"}), text("lp done")],
+    )
+    cms.ok("delegate", "first T-LPRED", "--name", "p3", "--worktree", "--background")
+    standin.script("T-DDEP", [bash("cat lp.txt > both.txt"), text("dd done")])
+    cms.ok(
+        "delegate", "then T-DDEP", "--name", "p4", "--after", "p3", "--host", "dock", "--background"
+    )
+    record = cms.wait_status("p4", {"completed", "failed"}, timeout=240)
+    assert record["status"] == "completed", record
+    assert "both.txt" in cms.run("diff", "p4").stdout
+    wait_no_containers("p1")
+    wait_no_containers("p4")
