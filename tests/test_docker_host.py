@@ -16,15 +16,16 @@ from dockerhost import (
     Listener,
     Sshd,
     child_image,
-    remove_project_leftovers,
     docker,
+    remove_project_leftovers,
     volumes,
     wait_for_container,
     wait_no_containers,
 )
-from standin import StandIn, text, tool_use
+from standin import StandIn, expected_cost, text, tool_use
 
 KEY = "sk-test-not-a-real-key"
+MODEL = "claude-sonnet-4-5"
 #: A command that runs long (Claude Code refuses a standalone `sleep N`).
 LONG = "python3 -c 'import time; time.sleep(120)'"
 
@@ -279,3 +280,29 @@ def test_after_across_hosts(cms: Cms, standin: StandIn, project: Path) -> None:
     assert "both.txt" in cms.run("diff", "p4").stdout
     wait_no_containers("p1")
     wait_no_containers("p4")
+
+
+def test_cost_cap_and_a_volume_removed_behind_cms(cms: Cms, standin: StandIn) -> None:
+    # Each call costs 20k input tokens * $3/M = $0.06 (+ output); the cap is $0.10.
+    call = {"input_tokens": 20_000, "output_tokens": 10}
+    script = [tool_use("Read", {"file_path": "/work/README.md"}, **call) for _ in range(6)]
+    standin.script("T-COST", [*script, text("x")])
+    spent = cms.run(
+        "--json", "delegate", "spend T-COST", "--name", "m1", "--host", "dock",
+        "--max-cost", "0.10", "--model", MODEL,
+    )  # fmt: skip
+    assert spent.code == 1 and spent.json()["status"] == "cost_exceeded", spent
+    assert 0.10 <= spent.json()["cost_usd"] <= 0.10 + expected_cost(MODEL, script[:1]) + 1e-9
+    wait_no_containers("m1")
+
+    standin.script("T-VOL", [text("one"), text("two")])
+    assert cms.ok("delegate", "x T-VOL", "--name", "v1", "--host", "dock")["status"] == (
+        "completed"
+    )
+    for volume in volumes("v1", cms.cwd):
+        docker("volume", "rm", "-f", volume)
+    gone = cms.run("--json", "send", "v1", "again")
+    assert gone.code == 1, gone
+    record = gone.json()
+    assert record["status"] == "failed" and "removed outside cms" in record["error"], record
+    wait_no_containers("v1")

@@ -455,6 +455,27 @@ class DockerEngine:
             procs.run(["git", "reset", "-q", "--hard", "FETCH_HEAD"], cwd=clone)
         worktree.bring_home(self.paths.project, Path(clone), record.branch)
 
+    def clear(self) -> None:
+        """A dead supervisor's turn: its containers found by their labels and removed."""
+        remove_containers(self.host, self.key, self.session)
+
+    def lost(self, stderr_tail: str) -> str | None:
+        """The daemon went away under the turn (restarted, or the host unreachable)."""
+        signs = (
+            "error waiting for container",
+            "cannot connect to the docker daemon",
+            "unexpected eof",
+            "connection reset",
+            "broken pipe",
+            "is the docker daemon running",
+        )
+        if not any(sign in stderr_tail.lower() for sign in signs):
+            return None
+        return (
+            f"the Docker daemon of host {self.host.name!r} went away during the turn "
+            f"(its container with it); `cms resume {self.session}` once the host is back"
+        )
+
     def remove(self) -> None:
         """The session deleted: its containers and volumes gone from the host."""
         remove_containers(self.host, self.key, self.session)

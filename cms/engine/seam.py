@@ -57,6 +57,13 @@ class Engine(Protocol):
     def remove(self) -> None:
         """The session deleted: whatever the engine holds for it, gone."""
 
+    def clear(self) -> None:
+        """What a supervisor that died left running of the session's turn, stopped."""
+
+    def lost(self, stderr_tail: str) -> str | None:
+        """Why a turn that ended without a result was cut off from outside (its host
+        went away: ``interrupted``, resumable), or None."""
+
 
 class LocalEngine:
     """Turns as ``claude -p`` processes on this machine."""
@@ -88,6 +95,12 @@ class LocalEngine:
         return None
 
     def remove(self) -> None:
+        return None
+
+    def clear(self) -> None:
+        return None  # the reader stops the dead supervisor's process tree itself
+
+    def lost(self, stderr_tail: str) -> str | None:
         return None
 
 

@@ -63,6 +63,9 @@ def refresh(project: Project, record: SessionRecord) -> SessionRecord:
                 procs.kill_tree(pid, grace_s=1.0)
             if r.temp_dir:
                 shutil.rmtree(r.temp_dir, ignore_errors=True)
+            if r.host != hosts.LOCAL:  # its container, found on the host by its labels
+                with contextlib.suppress(CmsError):
+                    seam.engine_for(project.paths, r).clear()
             lifecycle.interrupt(r, claude.transcript_exists(r.session_id, project.env))
 
     try:

@@ -165,6 +165,14 @@ After = Annotated[
         "of them did not complete. E.g. tests written after the features they test.",
     ),
 ]
+HostArg = Annotated[
+    str | None,
+    Field(
+        description="Where its turns run: a Docker host's name (`cms host list`), or "
+        "'local' (this machine; the default unless the project names one). On a Docker "
+        "host the child works in a tree of its own; its work comes home as cms/NAME.",
+    ),
+]
 Background = Annotated[
     bool,
     Field(

@@ -51,6 +51,7 @@ from cms.ui.mcp_schema import (
     CostOut,
     CwdArg,
     DeletedOut,
+    HostArg,
     MaxCost,
     MaxTurns,
     Message,
@@ -239,6 +240,7 @@ def _turn_then_wait(
 #: The tool arguments that are a new session's options (as cms.ops.make_options names them).
 _OPTION_ARGS = (
     "preset", "model", "max_cost_usd", "max_turns", "timeout_s", "cwd", "worktree", "after",
+    "host",
 )  # fmt: skip
 
 
@@ -295,6 +297,7 @@ async def delegate_task(
     cwd: CwdArg = None,
     worktree: WorktreeArg = False,
     after: After = None,
+    host: HostArg = None,
     background: Background = False,
     wait_s: WaitS = DEFAULT_WAIT_S,
     project: Project = None,
@@ -330,6 +333,7 @@ async def spawn_session(
     cwd: CwdArg = None,
     worktree: WorktreeArg = False,
     after: After = None,
+    host: HostArg = None,
     background: Background = False,
     wait_s: WaitS = DEFAULT_WAIT_S,
     project: Project = None,

@@ -59,11 +59,12 @@ VALUE_OPTIONS = {
     "--add-cost": "add_cost_usd",
     "--add-turns": "add_turns",
     "--after": "after",
+    "--host": "host",
 }
 #: Options that may be given more than once; their values add up (a,b,c).
 REPEATABLE = {"--after"}
 FLAG_OPTIONS = {"--background", "--worktree", "--fresh", "--no-sandbox"}
-_SESSION_OPTIONS = ("preset", "model", "max_cost_usd", "max_turns", "timeout_s", "cwd")
+_SESSION_OPTIONS = ("preset", "model", "max_cost_usd", "max_turns", "timeout_s", "cwd", "host")
 
 _TOKEN = re.compile(r"\s*(\S+)")
 
