@@ -191,3 +191,27 @@ class Sshd:
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+def restart_dockerd(log: Path) -> None:
+    """Stop the Docker daemon (SIGTERM: it kills its containers, as a reboot would)
+    and start it again as scripts/docker-images does."""
+    pid = int(Path("/var/run/docker.pid").read_text().strip())
+    os.kill(pid, 15)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with open(log, "ab") as out:
+        subprocess.Popen(
+            ["dockerd", "--bridge=none", "--iptables=false"],
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0:
+            return
+        time.sleep(0.5)
+    raise AssertionError("dockerd did not come back")

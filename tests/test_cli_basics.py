@@ -254,7 +254,7 @@ def _fake_claude_logging_calls(folder: Path, logged_in: bool) -> tuple[Path, Pat
     answer = json.dumps({"loggedIn": logged_in, "authMethod": "claude.ai" if logged_in else "none"})
     code = 0 if logged_in else 1
     script.write_text(
-        f"#!/bin/sh\necho \"$@\" >> {calls}\n"
+        f'#!/bin/sh\necho "$@" >> {calls}\n'
         f"if [ \"$1 $2\" = 'auth status' ]; then echo '{answer}'; exit {code}; fi\n"
         "exit 2\n"
     )

@@ -18,6 +18,7 @@ from dockerhost import (
     child_image,
     docker,
     remove_project_leftovers,
+    restart_dockerd,
     volumes,
     wait_for_container,
     wait_no_containers,
@@ -306,3 +307,41 @@ def test_cost_cap_and_a_volume_removed_behind_cms(cms: Cms, standin: StandIn) ->
     record = gone.json()
     assert record["status"] == "failed" and "removed outside cms" in record["error"], record
     wait_no_containers("v1")
+
+
+def test_a_hosts_parallel_limit(cms: Cms, standin: StandIn, image: str) -> None:
+    cms.ok(
+        "host", "add", "one", "--docker", LOCAL_ENDPOINT, "--image", image, "--max-parallel", "1"
+    )
+    standin.script("T-Q1", [bash("python3 -c 'import time; time.sleep(6)'"), text("one")])
+    standin.script("T-Q2", [text("two")])
+    cms.ok("delegate", "first T-Q1", "--name", "q1", "--host", "one", "--background")
+    wait_for_container("q1")
+    second = cms.ok("delegate", "second T-Q2", "--name", "q2", "--host", "one", "--background")
+    assert second["status"] == "queued"  # the project's limit (4) has room, the host not
+    records = cms.ok("wait", "q1", "q2", timeout=180)
+    assert [r["status"] for r in records] == ["completed", "completed"]
+    listing = cms.run("show", "q2")
+    assert listing.code == 0 and "one" in listing.stdout
+    wait_no_containers("q2")
+
+
+def test_a_daemon_restarted_mid_turn_leaves_it_interrupted_and_resume_works(
+    cms: Cms, standin: StandIn, tmp_path: Path
+) -> None:
+    # The first call answers at once, the second hangs while the daemon restarts.
+    # (The resumed turn asks for that second reply again: Claude Code's conversation,
+    # in the session's volume, holds the first call and its result.)
+    standin.script("T-RESTART", [bash("echo step1"), text("resumed", delay=20)])
+    cms.ok("delegate", "long T-RESTART", "--name", "r1", "--host", "dock", "--background")
+    wait_for_container("r1")
+    standin.wait_for("T-RESTART", 2, timeout=60)
+    restart_dockerd(tmp_path / "dockerd.log")
+    record = cms.wait_status("r1", {"interrupted", "failed", "completed"}, timeout=60)
+    assert record["status"] == "interrupted", record
+    assert "went away" in record["error"]
+    resumed = cms.ok("resume", "r1", timeout=180)
+    assert resumed["status"] in ("running", "completed")
+    done = cms.wait_status("r1", {"completed", "failed"}, timeout=120)
+    assert done["status"] == "completed" and done["response"] == "resumed", done
+    wait_no_containers("r1")

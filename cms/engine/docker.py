@@ -35,6 +35,7 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -76,7 +77,8 @@ class Run:
 
     def error(self) -> str:
         lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
-        return lines[-1] if lines else f"exit status {self.code}"
+        errors = [line for line in lines if "error" in line.lower()]
+        return (errors or lines or [f"exit status {self.code}"])[-1]
 
 
 def _docker_env(host: Host, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -122,6 +124,10 @@ def check_reachable(host: Host) -> str:
             f"check it with `cms host check {host.name}`"
         )
     return info.stdout.decode().strip()
+
+
+def check_reachable_quietly(host: Host) -> bool:
+    return docker(host, "version", "--format", "{{.Server.Version}}").ok
 
 
 def check_usable(host: Host) -> str:
@@ -226,6 +232,7 @@ class DockerEngine:
         base = f"cms-{_safe(self.key)}-{_safe(record.name)}-{self.turn}"
         self.container, self.proxy, self.net_volume = base, f"{base}-proxy", f"{base}-net"
         self.allowed_domains: list[str] = []
+        self.started_at = time.time()
 
     # -- put a tree in ---------------------------------------------------------
 
@@ -237,6 +244,7 @@ class DockerEngine:
         first turn (from the session's local clone: the project's HEAD, or its
         ``--after`` predecessors' branches merged). A volume gone after a turn that
         used it was removed behind cms's back: the turn fails, saying so."""
+        check_usable(self.host)  # a host that is down is no volume removed
         remove_containers(self.host, self.key, self.session)
         tree = self._volume_exists(self.tree_volume)
         state = self._volume_exists(self.state_volume)
@@ -358,6 +366,7 @@ class DockerEngine:
     ) -> Launch:
         """The turn's container: ``docker run -i --rm`` with the claude command line."""
         self.allowed_domains = list(domains)
+        self.started_at = time.time()
         api, forwards, variables = self._api(env)
         docker(
             self.host,
@@ -460,17 +469,20 @@ class DockerEngine:
         remove_containers(self.host, self.key, self.session)
 
     def lost(self, stderr_tail: str) -> str | None:
-        """The daemon went away under the turn (restarted, or the host unreachable)."""
-        signs = (
-            "error waiting for container",
-            "cannot connect to the docker daemon",
-            "unexpected eof",
-            "connection reset",
-            "broken pipe",
-            "is the docker daemon running",
-        )
-        if not any(sign in stderr_tail.lower() for sign in signs):
-            return None
+        """The daemon went away under the turn: it does not answer now, or it has no
+        memory of starting the turn's container (a restarted daemon forgets its events;
+        one that only saw the container die, of an OOM kill say, remembers)."""
+        if check_reachable_quietly(self.host):
+            since = str(int(self.started_at) - 60)
+            until = str(int(time.time()) + 60)
+            events = docker(
+                self.host,
+                "events", "--since", since, "--until", until,
+                "--filter", f"container={self.container}", "--filter", "event=start",
+                "--format", "{{.ID}}",
+            )  # fmt: skip
+            if not events.ok or events.stdout.strip():
+                return None
         return (
             f"the Docker daemon of host {self.host.name!r} went away during the turn "
             f"(its container with it); `cms resume {self.session}` once the host is back"

@@ -18,6 +18,7 @@ wait for a slot like the others, or ended ``failed``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import signal
@@ -25,12 +26,12 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from cms.base.errors import EnvironmentProblem
+from cms.base.errors import CmsError, EnvironmentProblem
 from cms.base.paths import PACKAGE_PARENT, ProjectPaths
-from cms.engine import dependencies, lifecycle, procs
+from cms.engine import dependencies, hosts, lifecycle, procs
 from cms.engine.models import SessionRecord, Status
 from cms.engine.store import Store
 
@@ -189,6 +190,26 @@ def running(records: Iterable[SessionRecord]) -> int:
     return sum(1 for r in records if r.status is Status.RUNNING and supervisor_alive(r))
 
 
+def running_per_host(records: Iterable[SessionRecord]) -> collections.Counter[str]:
+    """How many exchanges run now on each host (of these records)."""
+    return collections.Counter(
+        r.host for r in records if r.status is Status.RUNNING and supervisor_alive(r)
+    )
+
+
+def host_full(store: Store, host_name: str, busy: Mapping[str, int]) -> bool:
+    """Whether a Docker host's own parallel limit (``--max-parallel``) is reached by
+    the project's running sessions on it."""
+    if host_name == hosts.LOCAL:
+        return False
+    try:
+        host = hosts.get(store.paths.home, host_name)
+    except CmsError:
+        return False  # its turn fails saying why
+    limit = host.max_parallel if host is not None else None
+    return limit is not None and busy.get(host_name, 0) >= limit
+
+
 def start_queued(store: Store) -> list[str]:
     """Start queued sessions while the project has free slots; returns their names."""
     started: list[str] = []
@@ -200,12 +221,16 @@ def start_queued(store: Store) -> list[str]:
             (r for r in records if r.status is Status.QUEUED and not lifecycle.waiting(r)),
             key=lambda r: (r.turn_started_at or r.created_at, r.created_at, r.name),
         )
+        busy = running_per_host(records)
         for record in queued:
             if now >= limit:
                 break
+            if host_full(store, record.host, busy):
+                continue  # its host's own limit; others may still start
             if not _begin_queued(store, record.name):
                 continue  # aborted (or started) meanwhile
             now += 1
+            busy[record.host] += 1
             started.append(record.name)
     # Outside the lock: a turn marked running counts as alive for procs.LAUNCH_GRACE_S
     # before its pid is recorded, so the slot stays taken, and twenty starting commands

@@ -454,9 +454,11 @@ class Supervisor:
         else:
             status = Status.FAILED
             error = _no_result_error(code, stderr_tail, stderr_path)
-            lost = self.engine.lost(stderr_tail) if self.engine is not None else None
-            if lost is not None:  # its host went away: resumable, as a dead supervisor
-                status, error = Status.INTERRUPTED, lost
+        lost = None
+        if status is Status.FAILED and self.stop is None and self.engine is not None:
+            lost = self.engine.lost(stderr_tail)
+        if lost is not None:  # its host went away: resumable, as after a dead supervisor
+            status, error = Status.INTERRUPTED, lost
         self._finish(status, error)
         return 0 if status is Status.COMPLETED else 1
 

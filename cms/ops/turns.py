@@ -293,7 +293,11 @@ def _start_exchange(
                 f"session {name!r} is {current.status.value}: another cms command started "
                 f"a turn meanwhile; see `cms show {name}`"
             )
-        if launcher.running(project.store.list().records) >= limit:
+        records = project.store.list().records
+        busy = launcher.running_per_host(records)
+        if launcher.running(records) >= limit or launcher.host_full(
+            project.store, current.host, busy
+        ):
             return project.store.update(name, lambda r: lifecycle.queue(r, message))
         record = project.store.update(name, lambda r: lifecycle.begin(r, message))
     # Outside the lock (as launcher.start_queued does): the turn marked running holds

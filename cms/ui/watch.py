@@ -202,13 +202,17 @@ LIST_HEADER = ("NAME", "STATUS", "PRESET", "MODEL", "COST", "TURNS", "AGE", "TAS
 
 
 def preset_cell(record: SessionRecord) -> str:
-    """The preset, marked when its sandbox was turned off (``--no-sandbox``)."""
-    if record.sandbox or record.preset.value == "full":
-        return record.preset.value
+    """The preset, marked when its sandbox was turned off (``--no-sandbox``), and the
+    Docker host its turns run on (``edit @build1``)."""
+    where = f" @{record.host}" if record.host != "local" else ""
+    if record.sandbox or record.preset.value == "full" or where:
+        return record.preset.value + where
     return f"{record.preset.value} (no sandbox)"
 
 
 def sandbox_cell(record: SessionRecord) -> str:
+    if record.host != "local":
+        return f"its container on host {record.host} (no root, no capabilities, no network)"
     if record.preset.value == "full":
         return "none (preset full runs without it)"
     if record.sandbox:
@@ -267,6 +271,7 @@ def detail_rows(
         ("after", dependencies.states(record.after, others or {})),
         ("waits", waits_for(record, others or {})),
         ("preset", record.preset.value),
+        ("host", record.host),
         ("sandbox", sandbox_cell(record)),
         (
             "denials",
