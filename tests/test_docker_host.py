@@ -6,6 +6,7 @@ boundary, nothing of the user's machine mounted, no container left after a turn.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -330,12 +331,22 @@ def test_a_daemon_restarted_mid_turn_leaves_it_interrupted_and_resume_works(
     cms: Cms, standin: StandIn, tmp_path: Path
 ) -> None:
     # The first call answers at once, the second hangs while the daemon restarts.
-    # (The resumed turn asks for that second reply again: Claude Code's conversation,
-    # in the session's volume, holds the first call and its result.)
-    standin.script("T-RESTART", [bash("echo step1"), text("resumed", delay=20)])
+    # The resumed turn asks for the second reply again, or (when Claude Code closed the
+    # cut-off turn with an assistant message of its own) for a third.
+    standin.script("T-RESTART", [bash("echo step1"), text("resumed", delay=20), text("resumed")])
     cms.ok("delegate", "long T-RESTART", "--name", "r1", "--host", "dock", "--background")
     wait_for_container("r1")
     standin.wait_for("T-RESTART", 2, timeout=60)
+    # Claude Code saves its transcript as it goes: wait until the call's result is in
+    # the session's volume (a restart before that loses it, as a crash would).
+    state = next(v for v in volumes("r1", cms.cwd) if v.endswith("-state"))
+    deadline = time.monotonic() + 30
+    while "step1" not in docker(
+        "run", "--rm", "--network", "none", "-v", f"{state}:/s:ro", "--entrypoint", "sh",
+        _image_of(cms), "-c", "cat /s/claude/projects/*/*.jsonl 2>/dev/null || true",
+    ):  # fmt: skip
+        assert time.monotonic() < deadline, "the transcript never held the call's result"
+        time.sleep(0.5)
     restart_dockerd(tmp_path / "dockerd.log")
     record = cms.wait_status("r1", {"interrupted", "failed", "completed"}, timeout=60)
     assert record["status"] == "interrupted", record
@@ -344,4 +355,6 @@ def test_a_daemon_restarted_mid_turn_leaves_it_interrupted_and_resume_works(
     assert resumed["status"] in ("running", "completed")
     done = cms.wait_status("r1", {"completed", "failed"}, timeout=120)
     assert done["status"] == "completed" and done["response"] == "resumed", done
+    # It went on with the same conversation, from the session's volume.
+    assert "step1" in json.dumps(standin.requests_for("T-RESTART")[-1].messages)
     wait_no_containers("r1")
