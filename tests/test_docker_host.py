@@ -93,6 +93,12 @@ def test_delegate_on_a_docker_host_edits_and_its_work_comes_home(
         [
             tool_use("Write", {"file_path": "/work/notes.txt", "content": "from docker\n"}),
             bash('python3 -c \'open("built.txt", "w").write("ok\\n")\' && git status --short'),
+            # Ordinary development: a loop, a commit of its own, tests, a build step.
+            bash(
+                "for i in 1 2 3; do echo $i >> loop.txt; done && git add loop.txt && "
+                "git commit -qm 'loop' && python3 -m unittest discover -s . -p 'none*' && "
+                "mkdir -p build && python3 -m compileall -q . >/dev/null && echo built"
+            ),
             text("written"),
         ],
     )
@@ -103,6 +109,7 @@ def test_delegate_on_a_docker_host_edits_and_its_work_comes_home(
     assert tree_state(project) == before  # the user's tree untouched until merge
     diff = cms.run("diff", "d1")
     assert diff.code == 0 and "+from docker" in diff.stdout and "built.txt" in diff.stdout
+    assert "loop.txt" in diff.stdout  # its own commit came home too
     # The branch is in the user's repository already, as for a --worktree session.
     assert "notes.txt" in git(project, "show", "--stat", "cms/d1")
     merged = cms.ok("merge", "d1")
@@ -118,6 +125,9 @@ def test_delegate_on_a_docker_host_edits_and_its_work_comes_home(
             f"grep -rl {KEY} /v || true",
         )  # fmt: skip
         assert found.strip() == "", found
+    # Nor an image layer or the image's configuration.
+    image = _image_of(cms)
+    assert KEY not in docker("history", "--no-trunc", image) + docker("image", "inspect", image)
     assert cms.run("delete", "d1").code == 0
     assert volumes("d1", project) == []
 
@@ -358,3 +368,20 @@ def test_a_daemon_restarted_mid_turn_leaves_it_interrupted_and_resume_works(
     # It went on with the same conversation, from the session's volume.
     assert "step1" in json.dumps(standin.requests_for("T-RESTART")[-1].messages)
     wait_no_containers("r1")
+
+
+def test_a_review_childs_tree_is_read_only(cms: Cms, standin: StandIn) -> None:
+    standin.script(
+        "T-REV",
+        [bash("git log --oneline"), tool_use("Write", {"file_path": "/work/r.txt", "content": "x"}),
+         text("reviewed", delay=4)],
+    )  # fmt: skip
+    cms.ok("delegate", "review T-REV", "--name", "rv", "--host", "dock", "--preset", "review",
+           "--background")  # fmt: skip
+    info = wait_for_container("rv")
+    tree = [m for m in info["Mounts"] if m["Destination"] == "/work"]
+    assert tree and tree[0]["RW"] is False
+    record = cms.wait_status("rv", {"completed", "failed"}, timeout=120)
+    assert record["status"] == "completed" and record["denials"] >= 1, record
+    assert "r.txt" not in cms.run("diff", "rv").stdout
+    wait_no_containers("rv")

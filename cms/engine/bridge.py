@@ -143,10 +143,17 @@ def turn(argv: list[str]) -> int:
 
 
 def allowed(host: str, port: int, domains: list[str]) -> bool:
+    """Whether the proxy opens ``host:port``: an entry ``HOST:PORT`` (the model API)
+    exactly, a domain (and any name below it) on ports 80 and 443."""
     host = host.lower().rstrip(".")
-    if port not in (80, 443):
-        return False
-    return any(host == d or host.endswith("." + d) for d in (x.lower() for x in domains))
+    for entry in (d.lower() for d in domains):
+        name, _, port_text = entry.partition(":")
+        if port_text:
+            if host == name and str(port) == port_text:
+                return True
+        elif port in (80, 443) and (host == name or host.endswith("." + name)):
+            return True
+    return False
 
 
 def _read_head(conn: socket.socket) -> bytes:
