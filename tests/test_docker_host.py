@@ -6,6 +6,8 @@ boundary, nothing of the user's machine mounted, no container left after a turn.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +45,20 @@ def cms(claude_env: dict[str, str], project: Path, image: str) -> Iterator[Cms]:
     runner.ok("host", "add", "dock", "--docker", LOCAL_ENDPOINT, "--image", image)
     yield runner
     remove_project_leftovers(project)
+
+
+@pytest.fixture(params=["unix", "ssh"])
+def on_host(request: pytest.FixtureRequest, cms: Cms, image: str, tmp_path: Path) -> Iterator[str]:
+    """The Docker host a test runs on: the local daemon by its socket, and the same
+    daemon over a real sshd on 127.0.0.1 (``ssh://root@127.0.0.1:PORT``)."""
+    if request.param == "unix":
+        yield "dock"
+        return
+    sshd = Sshd(tmp_path / "sshd")
+    cms.env["PATH"] = sshd.path(cms.env["PATH"])
+    cms.ok("host", "add", "remote", "--docker", sshd.endpoint, "--image", image)
+    yield "remote"
+    sshd.close()
 
 
 @pytest.fixture
@@ -136,9 +152,11 @@ def _image_of(cms: Cms) -> str:
     return str(cms.ok("host", "show", "dock")["image"])
 
 
-def test_the_conversation_carries_over_send_and_fork(cms: Cms, standin: StandIn) -> None:
+def test_the_conversation_carries_over_send_and_fork(
+    cms: Cms, standin: StandIn, on_host: str
+) -> None:
     standin.script("T-CONV", [text("first"), text("second"), text("third")])
-    assert cms.ok("delegate", "remember T-CONV", "--name", "c1", "--host", "dock")["status"] == (
+    assert cms.ok("delegate", "remember T-CONV", "--name", "c1", "--host", on_host)["status"] == (
         "completed"
     )
     second = cms.ok("send", "c1", "and now?")
@@ -148,7 +166,7 @@ def test_the_conversation_carries_over_send_and_fork(cms: Cms, standin: StandIn)
     last = standin.requests_for("T-CONV")[-1]
     assert len(last.messages) >= 3
     forked = cms.ok("fork", "c1", "c2", "go on")
-    assert forked["host"] == "dock"
+    assert forked["host"] == on_host
     done = cms.wait_status("c2", {"completed", "failed"}, timeout=120)
     assert done["status"] == "completed", done
     assert len(standin.requests_for("T-CONV")[-1].messages) >= 5
@@ -200,9 +218,11 @@ def test_the_container_is_the_boundary(
     assert cms.run("delete", "b1", "--force").code == 0
 
 
-def test_abort_stops_the_container_and_timeout_ends_it(cms: Cms, standin: StandIn) -> None:
+def test_abort_stops_the_container_and_timeout_ends_it(
+    cms: Cms, standin: StandIn, on_host: str
+) -> None:
     standin.script("T-LONG", [bash(LONG), text("never")])
-    cms.ok("delegate", "wait T-LONG", "--name", "a1", "--host", "dock", "--background")
+    cms.ok("delegate", "wait T-LONG", "--name", "a1", "--host", on_host, "--background")
     wait_for_container("a1")
     standin.wait_for("T-LONG", 1, timeout=60)
     cms.ok("abort", "a1")
@@ -210,7 +230,7 @@ def test_abort_stops_the_container_and_timeout_ends_it(cms: Cms, standin: StandI
     assert wait_no_containers("a1", timeout=10) <= 10
     standin.script("T-SLOW", [bash(LONG), text("never")])
     ended = cms.run(
-        "--json", "delegate", "wait T-SLOW", "--name", "t1", "--host", "dock", "--timeout", "15"
+        "--json", "delegate", "wait T-SLOW", "--name", "t1", "--host", on_host, "--timeout", "15"
     )
     assert ended.code == 1 and ended.json()["status"] == "timed_out", ended
     wait_no_containers("t1")
@@ -294,13 +314,13 @@ def test_after_across_hosts(cms: Cms, standin: StandIn, project: Path) -> None:
     wait_no_containers("p4")
 
 
-def test_cost_cap_and_a_volume_removed_behind_cms(cms: Cms, standin: StandIn) -> None:
+def test_cost_cap_and_a_volume_removed_behind_cms(cms: Cms, standin: StandIn, on_host: str) -> None:
     # Each call costs 20k input tokens * $3/M = $0.06 (+ output); the cap is $0.10.
     call = {"input_tokens": 20_000, "output_tokens": 10}
     script = [tool_use("Read", {"file_path": "/work/README.md"}, **call) for _ in range(6)]
     standin.script("T-COST", [*script, text("x")])
     spent = cms.run(
-        "--json", "delegate", "spend T-COST", "--name", "m1", "--host", "dock",
+        "--json", "delegate", "spend T-COST", "--name", "m1", "--host", on_host,
         "--max-cost", "0.10", "--model", MODEL,
     )  # fmt: skip
     assert spent.code == 1 and spent.json()["status"] == "cost_exceeded", spent
@@ -308,7 +328,7 @@ def test_cost_cap_and_a_volume_removed_behind_cms(cms: Cms, standin: StandIn) ->
     wait_no_containers("m1")
 
     standin.script("T-VOL", [text("one"), text("two")])
-    assert cms.ok("delegate", "x T-VOL", "--name", "v1", "--host", "dock")["status"] == (
+    assert cms.ok("delegate", "x T-VOL", "--name", "v1", "--host", on_host)["status"] == (
         "completed"
     )
     for volume in volumes("v1", cms.cwd):
@@ -385,3 +405,16 @@ def test_a_review_childs_tree_is_read_only(cms: Cms, standin: StandIn) -> None:
     assert record["status"] == "completed" and record["denials"] >= 1, record
     assert "r.txt" not in cms.run("diff", "rv").stdout
     wait_no_containers("rv")
+
+
+def test_a_dead_supervisors_container_is_found_by_its_labels_and_stopped(
+    cms: Cms, standin: StandIn
+) -> None:
+    standin.script("T-DEAD", [bash("echo step1"), text("late", delay=60)])
+    cms.ok("delegate", "x T-DEAD", "--name", "k1", "--host", "dock", "--background")
+    wait_for_container("k1")
+    record = cms.wait_field("k1", "child_pid")
+    standin.wait_for("T-DEAD", 2, timeout=60)
+    os.kill(record["pid"], signal.SIGKILL)
+    assert cms.wait_status("k1", {"interrupted"}, timeout=20)["status"] == "interrupted"
+    assert wait_no_containers("k1", timeout=10) <= 10
