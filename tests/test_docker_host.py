@@ -155,7 +155,7 @@ def _image_of(cms: Cms) -> str:
 def test_the_conversation_carries_over_send_and_fork(
     cms: Cms, standin: StandIn, on_host: str
 ) -> None:
-    standin.script("T-CONV", [text("first"), text("second"), text("third")])
+    standin.script("T-CONV", [text("first"), text("second"), text("third"), text("fourth")])
     assert cms.ok("delegate", "remember T-CONV", "--name", "c1", "--host", on_host)["status"] == (
         "completed"
     )
@@ -165,11 +165,14 @@ def test_the_conversation_carries_over_send_and_fork(
     # in the session's volume.
     last = standin.requests_for("T-CONV")[-1]
     assert len(last.messages) >= 3
+    third = cms.ok("continue", "c1", "and more", "--add-cost", "1")
+    assert third["status"] == "completed" and third["response"] == "third"
     forked = cms.ok("fork", "c1", "c2", "go on")
     assert forked["host"] == on_host
     done = cms.wait_status("c2", {"completed", "failed"}, timeout=120)
     assert done["status"] == "completed", done
-    assert len(standin.requests_for("T-CONV")[-1].messages) >= 5
+    assert len(standin.requests_for("T-CONV")[-1].messages) >= 7
+    assert cms.show("c2")["response"] == "fourth"
     wait_no_containers("c1")
     wait_no_containers("c2")
     for name in ("c1", "c2"):

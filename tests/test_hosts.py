@@ -93,3 +93,17 @@ def test_the_image_tag_follows_its_inputs() -> None:
         "debian:bookworm-slim"
     )
     assert host_ops.content_tag("a:1") != host_ops.content_tag("a:2")
+
+
+def test_a_projects_default_host_is_used(
+    claude_env: dict[str, str], project: Path, cms_home: Path
+) -> None:
+    cms = Cms(claude_env, project)
+    cms.ok("budget", "--max-parallel", "4")
+    (config,) = cms_home.glob("projects/*/project.toml")
+    text = config.read_text()
+    assert text.count("[defaults]\n") == 1
+    config.write_text(text.replace("[defaults]\n", '[defaults]\nhost = "nowhere"\n'))
+    done = cms.run("delegate", "task", "--name", "x1")
+    assert done.code == 2 and "'nowhere'" in done.stderr
+    assert cms.ok("list") == []
