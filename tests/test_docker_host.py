@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -355,8 +356,11 @@ def test_a_hosts_parallel_limit(cms: Cms, standin: StandIn, image: str) -> None:
     assert second["status"] == "queued"  # the project's limit (4) has room, the host not
     records = cms.ok("wait", "q1", "q2", timeout=180)
     assert [r["status"] for r in records] == ["completed", "completed"]
-    listing = cms.run("show", "q2")
-    assert listing.code == 0 and "one" in listing.stdout
+    shown = cms.run("show", "q2")
+    assert shown.code == 0 and ["host", "one"] in [
+        line.split() for line in shown.stdout.splitlines()
+    ]
+    assert "edit @one" in cms.run("list").stdout
     wait_no_containers("q2")
 
 
@@ -421,3 +425,23 @@ def test_a_dead_supervisors_container_is_found_by_its_labels_and_stopped(
     os.kill(record["pid"], signal.SIGKILL)
     assert cms.wait_status("k1", {"interrupted"}, timeout=20)["status"] == "interrupted"
     assert wait_no_containers("k1", timeout=10) <= 10
+
+
+def test_the_delegate_slash_command_takes_a_host(
+    claude_bin: Path, cms: Cms, standin: StandIn, project: Path
+) -> None:
+    from cmsrun import REPO, claude_p
+
+    from cms.ui.slash import parse_command
+
+    parsed = parse_command("/cms:delegate --host dock --name x do it", bare_ok=False)
+    assert parsed == ("delegate", {"--host": "dock", "--name": "x"}, "do it")
+    env = {**cms.env, "CMS_PYTHON": sys.executable}
+    standin.script("T-SLASH", [text("from the container")])
+    standin.script("<command-name>/cms:delegate</command-name>", [text("relayed")])
+    claude_p(claude_bin, "/cms:delegate --host dock --name sl1 say hi T-SLASH", env, project,
+             plugin_dir=REPO, timeout=300)  # fmt: skip
+    [done] = Cms(env, project).ok("wait", "sl1", timeout=180)
+    assert done["status"] == "completed" and done["host"] == "dock", done
+    assert done["response"] == "from the container"
+    wait_no_containers("sl1")
