@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cmsrun import Cms, git, tree_state
@@ -445,3 +446,25 @@ def test_the_delegate_slash_command_takes_a_host(
     assert done["status"] == "completed" and done["host"] == "dock", done
     assert done["response"] == "from the container"
     wait_no_containers("sl1")
+
+
+def test_the_mcp_tools_take_a_host(
+    cms: Cms, standin: StandIn, project: Path, tmp_path: Path
+) -> None:
+    from test_mcp import call, call_error, run_scenario
+
+    standin.script("M-DOCK", [text("from the tool")])
+
+    async def scenario(s: Any) -> None:
+        assert (
+            "host"
+            in {t.name: t for t in (await s.list_tools()).tools}["delegate_task"].input_schema[
+                "properties"
+            ]
+        )
+        out = await call(s, "delegate_task", task="hi M-DOCK", name="mc1", host="dock")
+        assert out["status"] == "completed" and out["host"] == "dock", out
+        assert "nope" in await call_error(s, "delegate_task", task="x", name="mc2", host="nope")
+
+    run_scenario(cms.env, project, tmp_path, scenario)
+    wait_no_containers("mc1")
