@@ -3,10 +3,14 @@
 - ``session-start``: the strategy guide (CLAUDE.md) and, when the project has sessions
   that are running, queued, interrupted, or completed and not yet read, a short note
   naming them and how to continue. Nothing about sessions when there are none.
-- ``stop``: when the parent is about to stop while sessions it started are still
-  running, or ended with results it has not read, hold the stop once with a reason
-  naming them. Never twice in a row (``stop_hook_active``), never a parent that
-  started none.
+- ``stop``: when a headless parent (``claude -p``) is about to stop while sessions it
+  started are still running, or ended with results it has not read, hold the stop with
+  a reason naming them, at most once for each such child (once while it runs, once for
+  its unread result: markers in the project's state folder, :func:`held_dir`). Never
+  twice in a row (``stop_hook_active``), never a parent that started none, and never
+  an attended (interactive) session: Claude Code 2.1.332 gives its hooks
+  ``CLAUDE_CODE_SESSION_ATTENDED=1`` there (``0`` under ``-p``), and the next prompt's
+  line tells it what ended (:func:`attended`).
 
 - ``user-prompt-submit``: the parent told when work ends. At its next prompt, one
   short line for each session it started that ended since it was last told (name,
@@ -138,18 +142,56 @@ def session_start(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
     return _context(parts)
 
 
+def attended(env: Mapping[str, str]) -> bool:
+    """Whether the hook runs in a session a person is at. Claude Code 2.1.332 sets
+    ``CLAUDE_CODE_SESSION_ATTENDED`` for its hooks (``1`` in a terminal, ``0`` under
+    ``-p``); an older one without it says ``CLAUDE_CODE_ENTRYPOINT=cli`` in a terminal
+    (``sdk-cli`` under ``-p``). The hook's stdin is the same in both. Keep in step with
+    ``attended`` in scripts/cms-hook."""
+    flag = env.get("CLAUDE_CODE_SESSION_ATTENDED")
+    if flag is not None:
+        return flag == "1"
+    return env.get("CLAUDE_CODE_ENTRYPOINT") == "cli"
+
+
+def held_dir(env: Mapping[str, str], cwd: str | None, parent: str) -> Path:
+    """The folder of a parent's "held once" markers in its project's state folder: a
+    file ``NAME.running`` or ``NAME.unread`` once the stop was held for that child."""
+    project = paths.resolve_project(None, env, Path(cwd) if cwd else None)
+    root = paths.ProjectPaths.for_project(project, paths.cms_home(env)).root
+    return root / "held" / parent.replace("/", "_")
+
+
+def _not_held(folder: Path, records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [r for r in records if not (folder / f"{r.get('name')}.{kind}").exists()]
+
+
+def _mark_held(folder: Path, records: list[dict[str, Any]], kind: str) -> None:
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for record in records:
+        os.close(os.open(folder / f"{record.get('name')}.{kind}", os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 def stop(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
-    if event.get("stop_hook_active"):
-        return ""  # held once already: never twice in a row
+    if event.get("stop_hook_active") or attended(env):
+        return ""  # never twice in a row; never an extra turn for a person
     parent = event.get("session_id")
     if not isinstance(parent, str) or not parent:
         return ""
-    records = _records(env, event.get("cwd") if isinstance(event.get("cwd"), str) else None)
+    cwd = event.get("cwd") if isinstance(event.get("cwd"), str) else None
+    records = _records(env, cwd)
     mine = [r for r in records if r.get("parent_session_id") == parent]
-    running = [r for r in mine if r.get("status") in ACTIVE]
-    unread = [r for r in mine if r.get("status") in ENDED and not r.get("result_read", False)]
+    folder = held_dir(env, cwd, parent)
+    running = _not_held(folder, [r for r in mine if r.get("status") in ACTIVE], "running")
+    unread = _not_held(
+        folder,
+        [r for r in mine if r.get("status") in ENDED and not r.get("result_read", False)],
+        "unread",
+    )
     if not running and not unread:
         return ""
+    _mark_held(folder, running, "running")
+    _mark_held(folder, unread, "unread")
     reasons = []
     if running:
         names = " ".join(str(r.get("name")) for r in running)
