@@ -81,7 +81,7 @@ def test_an_attended_parent_takes_no_extra_turn_and_sees_no_problem(
     terminal.start(
         [str(claude_bin), "--plugin-dir", str(REPO)], {**env, "TERM": "xterm-256color"}, project
     )
-    terminal.wait_for(lambda s: "❯" in s, "the prompt", timeout=90)
+    terminal.wait_for(lambda s: "\u276f" in s, "the prompt", timeout=90)  # Claude Code's prompt
     _type(terminal, "/cms:delegate --background --name kid wait for me KID-TERM")
     terminal.wait_for(lambda s: "PARENT-ONE" in s, "the first answer", timeout=120)
     cms = Cms(env, project)
@@ -153,7 +153,8 @@ def test_stop_holds_each_child_once_per_state_and_never_an_attended_session(
     folder = tmp_path / "bin"
     folder.mkdir()
     for name in ("python3", "python"):
-        (folder / name).write_text(f'#!/bin/sh\necho start >> {starts}\nexec {sys.executable} "$@"\n')
+        script = f'#!/bin/sh\necho start >> {starts}\nexec {sys.executable} "$@"\n'
+        (folder / name).write_text(script)
         (folder / name).chmod(0o755)
     env = {k: v for k, v in claude_env.items() if k != "CMS_PYTHON"}
     env.update(PATH=f"{folder}:/usr/bin:/bin", CLAUDE_PLUGIN_DATA=str(tmp_path / "data"))

@@ -198,6 +198,55 @@ def with_environment(wanted: Mapping[str, str]) -> list[int]:
     return found
 
 
+def sweep(marker: Mapping[str, str], grace_s: float = 1.0) -> None:
+    """Stop every live process whose environment carries ``marker`` (and what is below
+    each): what a turn started, wherever it was re-parented."""
+    for pid in with_environment(marker):
+        kill_tree(pid, grace_s=grace_s)
+
+
+def start_reaper(marker: Mapping[str, str]) -> tuple[int, int] | None:
+    """Fork a watcher that outlives this process, for the one end of a turn no code of
+    the supervisor sees: its own SIGKILL. Its orphans (claude, the sandbox's ``socat``
+    bridges, tool commands) are then re-parented past it to init or an outer
+    subreaper, where no walk from here finds them. The watcher waits on a pipe;
+    :func:`release_reaper` (the turn ended in order) lets it go, while end of file
+    without a word (this process died) makes it :func:`sweep` every process that
+    carries ``marker``. Fork it before any pipe to claude is open, so it holds none.
+    Returns the watcher's pid and the write end of its pipe (None: no fork here)."""
+    if not hasattr(os, "fork"):
+        return None
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(read_end)
+        return pid, write_end
+    try:  # the watcher: no return from here
+        os.close(write_end)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with contextlib.suppress(BaseException):
+            released = os.read(read_end, 1)
+            if not released:
+                sweep(marker)
+    finally:
+        os._exit(0)
+
+
+def release_reaper(reaper: tuple[int, int] | None) -> None:
+    """Tell the watcher of :func:`start_reaper` that the turn ended in order, and reap
+    it (it exits as soon as it reads that)."""
+    if reaper is None:
+        return
+    pid, write_end = reaper
+    with contextlib.suppress(OSError):
+        os.write(write_end, b"x")
+    with contextlib.suppress(OSError):
+        os.close(write_end)
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, 0)
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

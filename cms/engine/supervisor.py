@@ -104,6 +104,8 @@ class Supervisor:
         #: Where the turn runs (cms.engine.seam): this machine, or a Docker host.
         self.engine: seam.Engine | None = None
         self.stdin_prefix = b""
+        self.turn_marker: dict[str, str] = {}
+        self.reaper: tuple[int, int] | None = None
         self._last_write = 0.0
         self._last_cap_check = 0.0
         self._project_other_spend = 0.0
@@ -129,7 +131,26 @@ class Supervisor:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         procs.become_subreaper()  # so what claude leaves behind can still be stopped
         me, started = os.getpid(), procs.start_ticks(os.getpid())
+        # Every process of this turn carries CMS_TURN; if this supervisor is killed,
+        # the reaper stops them all, sandbox bridges included (no reader needed).
+        self.turn_marker = {
+            "CMS_HOME": str(self.paths.home),
+            "CMS_SESSION": self.name,
+            "CMS_TURN": f"{me}-{started}",
+        }
+        self.reaper = procs.start_reaper(self.turn_marker)
+        try:
+            return self._claim_and_run(me, started)
+        finally:
+            self._release_reaper()
 
+    def _release_reaper(self) -> None:
+        """The turn ends in order: the reaper may go (before the descendants are
+        stopped, so it is not one of them)."""
+        procs.release_reaper(self.reaper)
+        self.reaper = None
+
+    def _claim_and_run(self, me: int, started: int | None) -> int:
         record = self.store.update(self.name, lambda r: lifecycle.claim(r, me, started))
         try:
             return self._run_turn(record)
@@ -137,6 +158,7 @@ class Supervisor:
             self._log(traceback.format_exc())
             self._kill_child()  # nor a claude that nobody supervises
             self._end_engine_turn()
+            self._release_reaper()
             procs.stop_descendants()
             self._remove_temp()
             self._finish(Status.FAILED, f"cms supervisor error: {exc}")
@@ -203,6 +225,7 @@ class Supervisor:
             temp_dir=self.temp_dir,
         )
         env.update(self.extra_env)
+        env.update(self.turn_marker)
         launch = self.engine.start(record, spec, env, config.sandbox.allowed_domains)
         self.stdin_prefix = launch.stdin_prefix
         prompt = record.pending_message or record.task
@@ -235,6 +258,7 @@ class Supervisor:
             self._pump(log)
         # Tool processes claude ran in sessions of their own outlive a claude that was
         # killed; the turn is over, so nothing of it may keep running.
+        self._release_reaper()
         procs.stop_descendants()
         self._remove_temp()
         self._end_engine_turn(record)
