@@ -19,10 +19,11 @@ the pod's log as the stream); docs/DESIGN.md says how it maps.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
 
 from cms.base.paths import ProjectPaths
-from cms.engine import claude, hosts
+from cms.engine import claude, hosts, worktree
 from cms.engine.docker import DockerEngine, Launch
 from cms.engine.models import SessionRecord
 
@@ -92,7 +93,16 @@ class LocalEngine:
         return None
 
     def get_branch(self, record: SessionRecord) -> None:
-        return None
+        """A ``--worktree`` session: commit what the turn changed in its tree on its
+        branch, and bring that branch into the user's repository (force-updating that
+        one ref only; git itself refuses it while the user has it checked out), so
+        ``git log cms/NAME``, a checkout or a push work there. cms does this outside
+        the sandbox; the child cannot write the user's repository."""
+        if not record.worktree or not record.branch:
+            return
+        tree = Path(record.worktree)
+        worktree.snapshot(tree, f"cms: turn {record.exchanges + 1} of session {record.name}")
+        worktree.bring_home(self.paths.project, tree, record.branch)
 
     def remove(self) -> None:
         return None

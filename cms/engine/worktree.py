@@ -13,7 +13,10 @@ Claude Code's sandbox lets a command in one write it, so a child could move the
 user's branches or plant a ``MERGE_HEAD`` or a rebase plan that runs at the user's
 next git command. A clone keeps all of the session's git data inside its own folder,
 the only place its commands may write; the user's repository is written only by cms,
-outside the sandbox, when it fetches the branch to merge it.
+outside the sandbox: at the end of each turn the supervisor commits what the turn
+changed (:func:`snapshot`) and fetches ``cms/<name>`` into it (:func:`bring_home`, that
+one ref only), so the branch is there for ``git log``, a checkout or a push; and
+``cms merge`` merges it.
 
 Every operation that changes the user's repository checks first and acts second, so a
 refusal (dirty tree, conflict) leaves the user's tree and branch exactly as they were.
