@@ -32,8 +32,9 @@ def test_each_turn_commits_on_the_branch_and_brings_it_into_the_repository(
     assert git(project, "diff", "--cached", "--name-only") == index_before
 
     # The next turn moves the branch on; the user's repository follows.
-    standin.script("T-BRANCH-1", [tool_use("Bash", {"command": "echo one > one.txt"}), text("1"),
-                                  tool_use("Bash", {"command": "echo two > two.txt"}), text("2")])  # fmt: skip
+    one = [tool_use("Bash", {"command": "echo one > one.txt"}), text("1")]
+    two = [tool_use("Bash", {"command": "echo two > two.txt"}), text("2")]
+    standin.script("T-BRANCH-1", one + two)
     cms.ok("continue", "br", "and two")
     assert git(project, "show", "cms/br:two.txt") == "two"
     assert git(project, "rev-parse", "cms/br") == git(
