@@ -80,8 +80,45 @@ def supervisor_alive(pid: int | None, started: int | None, marked_at: datetime |
     return alive(pid, started)
 
 
+def _children(pid: int) -> list[int] | None:
+    """The direct children of ``pid`` from ``/proc/<pid>/task/*/children`` ([] when it
+    is gone), or None where the kernel does not list them."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return [] if os.path.isdir(f"/proc/{os.getpid()}/task") else None
+    found: list[int] = []
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as handle:
+                found += [int(child) for child in handle.read().split()]
+        except FileNotFoundError:
+            if not os.path.exists(f"/proc/{pid}/task/{task}/stat"):
+                continue  # that thread ended meanwhile
+            return None  # a kernel without CONFIG_PROC_CHILDREN
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def descendants(pid: int) -> list[int]:
-    """All processes below ``pid`` (children, grandchildren, ...), from /proc."""
+    """All processes below ``pid`` (children, grandchildren, ...), from /proc: by each
+    process's list of children where the kernel keeps one (a few reads, not one per
+    process of the machine), else by every process's parent pid."""
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        children = _children(stack.pop())
+        if children is None:
+            return _descendants_by_scan(pid)
+        for child in children:
+            if child not in found:
+                found.append(child)
+                stack.append(child)
+    return found
+
+
+def _descendants_by_scan(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     try:
         entries = os.listdir("/proc")

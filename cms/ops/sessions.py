@@ -37,6 +37,8 @@ from cms.ops.project import Project
 POLL_S = 0.02
 #: How long ``abort`` waits for a record's lock before it stops the turn itself.
 ABORT_LOCK_S = 2.0
+#: How often a waiter reads the records even when their files did not change.
+FULL_READ_S = 0.5
 #: How often a waiter re-checks the queue in case every supervisor died.
 QUEUE_KICK_S = 2.0
 
@@ -158,8 +160,16 @@ def wait_sessions(
         targets = [r.name for r in list_sessions(project).sessions if r.status.active]
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     last_kick = time.monotonic()
+    seen: list[tuple[int, int, int] | None] = []
+    last_read = 0.0
+    records: list[SessionRecord] = []
     while True:
-        records = [get_session(project, n) for n in targets]
+        # A record is read again when its file changed (a stat per poll, not a parse),
+        # and every FULL_READ_S anyway: a dead supervisor changes no file.
+        stamps = [_stamp(project, n) for n in targets]
+        if stamps != seen or time.monotonic() - last_read >= FULL_READ_S:
+            records = [get_session(project, n) for n in targets]
+            seen, last_read = stamps, time.monotonic()
         if on_progress is not None:
             on_progress(records)
         ended = [r for r in records if not r.status.active]
@@ -178,6 +188,15 @@ def wait_sessions(
     if mark_read:
         records = [get_session(project, r.name, mark_read=True) for r in records]
     return records
+
+
+def _stamp(project: Project, name: str) -> tuple[int, int, int] | None:
+    """What changes when a record is rewritten (atomically: a new inode)."""
+    try:
+        info = os.stat(project.paths.session_file(name))
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
 
 
 def all_successful(records: Iterable[SessionRecord]) -> bool:

@@ -77,7 +77,8 @@ def _check_sandbox(
     Claude Code older than the sandbox's version floor (exit 3)."""
     if not wanted or not sandbox.needed(preset.value):
         return
-    found = sandbox.check(project.env)
+    home = project.paths.home
+    found = sandbox.check(project.env, cache=home if home.is_dir() else None)
     if not found.ok:
         raise EnvironmentProblem(f"{found.detail}: {found.fix}")
     too_old = sandbox.version_problem(binary.version)

@@ -37,6 +37,7 @@ Standard library only: it is imported by the supervisor and the API, not the hoo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -81,8 +82,16 @@ def needed(preset: str) -> bool:
     return preset not in UNSANDBOXED
 
 
-def check(env: Mapping[str, str] | None = None, platform: str | None = None) -> Availability:
-    """Can Claude Code's sandbox run here? Probes without side effects, in a few ms."""
+def check(
+    env: Mapping[str, str] | None = None,
+    platform: str | None = None,
+    cache: Path | None = None,
+) -> Availability:
+    """Can Claude Code's sandbox run here? Probes without side effects, in a few ms.
+
+    ``cache``: a folder where a successful probe of bwrap is remembered (and trusted
+    while the same bwrap and socat, the same boot and the same user-namespace
+    settings hold), so a delegation does not start a sandbox just to see that it can."""
     env = os.environ if env is None else env
     platform = sys.platform if platform is None else platform
     if platform == "darwin":
@@ -114,7 +123,14 @@ def check(env: Mapping[str, str] | None = None, platform: str | None = None) -> 
         )
     bwrap = found["bwrap"]
     assert bwrap is not None
-    problem = _probe_bwrap(bwrap)
+    key = _probe_key(found)
+    known = cache / PROBE_CACHE if cache is not None else None
+    if known is not None and key is not None and _read_text(known) == key:
+        problem = None  # this bwrap worked on this boot with these kernel settings
+    else:
+        problem = _probe_bwrap(bwrap)
+        if known is not None and key is not None and not problem:
+            _write_text(known, key)
     if problem:
         return Availability(
             False,
@@ -124,6 +140,49 @@ def check(env: Mapping[str, str] | None = None, platform: str | None = None) -> 
             "or pass --no-sandbox",
         )
     return Availability(True, f"bubblewrap ({bwrap}) and socat ({found['socat']}) work")
+
+
+#: The file in the state folder that remembers the last successful probe.
+PROBE_CACHE = "sandbox-probe"
+#: What decides whether bwrap may make namespaces: read into the cache's key.
+_USERNS_SETTINGS = (
+    "/proc/sys/kernel/random/boot_id",
+    "/proc/sys/kernel/unprivileged_userns_clone",
+    "/proc/sys/user/max_user_namespaces",
+    "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+)
+
+
+def _probe_key(found: Mapping[str, str | None]) -> str | None:
+    """What a cached probe stands for: the tools (path, size, mtime), the boot and the
+    kernel's user-namespace settings; None when they cannot be read."""
+    parts = [os.uname().release, str(os.getuid())]
+    try:
+        for path in found.values():
+            assert path is not None
+            info = os.stat(path)
+            parts.append(f"{path}:{info.st_size}:{info.st_mtime_ns}")
+    except (OSError, AssertionError):
+        return None
+    parts += [_read_text(Path(p)) or "-" for p in _USERNS_SETTINGS]
+    return "\n".join(parts) + "\n"
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _write_text(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temp.unlink()
 
 
 def _probe_bwrap(bwrap: str) -> str | None:

@@ -25,8 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         return caps.main(["statusline"])
     from cms.ui import cli  # the command line, only for the commands that need it
 
-    cli.main(args)
-    return 0
+    cli.main_and_leave(args)
 
 
 if __name__ == "__main__":

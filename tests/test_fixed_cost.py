@@ -1,0 +1,84 @@
+"""What a delegation costs cms itself, besides Claude Code: the sandbox probe is made
+once and remembered while it still holds, the command ends as soon as its output is
+out, and the process walks read the children the kernel lists instead of all of /proc.
+(The figures: benchmarks/bench_delegate.py.)"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cms.engine import procs
+from cms.policy import sandbox
+
+BWRAP = shutil.which("bwrap")
+
+
+@pytest.mark.skipif(BWRAP is None or shutil.which("socat") is None, reason="needs bwrap, socat")
+def test_the_sandbox_probe_is_remembered_while_the_same_bwrap_holds(tmp_path: Path) -> None:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    log = tmp_path / "probes"
+    wrapper = folder / "bwrap"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {BWRAP} "$@"\n')
+    wrapper.chmod(0o755)
+    os.symlink(shutil.which("socat") or "", folder / "socat")
+    env = {**os.environ, "PATH": f"{folder}:{os.environ['PATH']}"}
+    cache = tmp_path / "state"
+    cache.mkdir()
+
+    def probes() -> int:
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    for _ in range(3):
+        assert sandbox.check(env, cache=cache).ok
+    assert probes() == 1, "bwrap was probed again with nothing changed"
+    assert sandbox.check(env).ok  # no cache (cms doctor, cms sandbox): always probes
+    assert probes() == 2
+    # Another bwrap (here: the same one changed) is probed again, once.
+    time.sleep(0.01)
+    wrapper.write_text(wrapper.read_text() + "# changed\n")
+    assert sandbox.check(env, cache=cache).ok and sandbox.check(env, cache=cache).ok
+    assert probes() == 3
+    # A bwrap that cannot make a sandbox is never remembered as working.
+    wrapper.write_text(f"#!/bin/sh\necho \"$*\" >> {log}\necho 'no namespaces' >&2\nexit 1\n")
+    for _ in range(2):
+        found = sandbox.check(env, cache=cache)
+        assert not found.ok and "no namespaces" in found.detail
+    assert probes() == 5
+
+
+def test_descendants_are_found_through_the_children_lists(tmp_path: Path) -> None:
+    child = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30 & wait"])
+    try:
+        deadline = time.monotonic() + 10
+        while len(procs.descendants(os.getpid())) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        found = procs.descendants(os.getpid())
+        assert child.pid in found and len(found) == 3
+        assert sorted(found) == sorted(procs._descendants_by_scan(os.getpid()))
+    finally:
+        procs.kill_tree(child.pid, grace_s=1.0)
+        child.wait()
+
+
+def test_the_command_line_ends_with_its_output_flushed_and_its_exit_status(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "CMS_HOME": str(tmp_path / "home")}
+    listed = subprocess.run(
+        [sys.executable, "-m", "cms.ui.cli", "--json", "list"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert listed.returncode == 0 and listed.stdout.strip() == "[]"
+    bad = subprocess.run(
+        [sys.executable, "-m", "cms.ui.cli", "show", "no-such"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.startswith("cms: error: ")
