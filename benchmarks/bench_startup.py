@@ -158,6 +158,8 @@ def hook_rows(tmp: Path, pairs: int) -> list[Row]:
     clean_python = str(clean_venv / "bin" / "python")
     clean_hook = [str(console_script(tmp / "bare-bin", clean_python)), "hook", "pre-tool-use"]
     clean_bare = [clean_python, "-c", "pass"]
+    # What a child's --settings runs (cms.engine.claude.hook_command), in the same venv.
+    clean_child = [clean_python, "-S", "-m", "cms.hooks.child", "pre-tool-use"]
 
     plugin, project = plugin_env(tmp)
     hooks = str(ROOT / "scripts" / "cms-hook")
@@ -170,6 +172,7 @@ def hook_rows(tmp: Path, pairs: int) -> list[Row]:
         Row("plugin SessionStart (nothing to say)  vs  python -c pass", 3.0),
         Row("plugin Stop (nothing to say)  vs  python -c pass", 3.0),
         Row("[bare venv] cms hook pre-tool-use  vs  python -c pass", None),
+        Row("[bare venv] the child's own hook command  vs  python -c pass", None),
     ]
     runs = [
         (lambda: timed(hook, env, stdin), lambda: timed(bare, env)),
@@ -177,6 +180,7 @@ def hook_rows(tmp: Path, pairs: int) -> list[Row]:
          lambda: timed(bare, plugin)),
         (lambda: timed([hooks, "stop"], plugin, stop_event, project), lambda: timed(bare, plugin)),
         (lambda: timed(clean_hook, env, stdin), lambda: timed(clean_bare, env)),
+        (lambda: timed(clean_child, env, stdin), lambda: timed(clean_bare, env)),
     ]  # fmt: skip
     for run_a, run_b in runs:  # warm up: bytecode, the plugin's caches
         run_a(), run_a(), run_b()

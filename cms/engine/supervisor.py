@@ -107,6 +107,7 @@ class Supervisor:
         self.turn_marker: dict[str, str] = {}
         self.reaper: tuple[int, int] | None = None
         self._last_write = 0.0
+        self._last_shown: tuple[object, ...] = ()
         self._last_cap_check = 0.0
         self._project_other_spend = 0.0
         self.secrets = [
@@ -439,8 +440,12 @@ class Supervisor:
         now = time.monotonic()
         if not force and now - self._last_write < RECORD_EVERY_S:
             return
-        self._last_write = now
         tally = self.tally
+        shown = (tally.estimated_cost_usd, tally.api_calls, tally.denials,
+                 tally.last_activity, tally.saw_conversation)  # fmt: skip
+        if not force and shown == self._last_shown:
+            return  # nothing new to show: no locked rewrite (and fsync) of the record
+        self._last_write, self._last_shown = now, shown
 
         def live(record: SessionRecord) -> None:
             record.cost_usd = record.settled_cost_usd + tally.estimated_cost_usd
