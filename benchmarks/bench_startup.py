@@ -21,8 +21,10 @@ Standalone: ``python benchmarks/bench_startup.py [--pairs 30] [--mcp-pairs 5]
 [--uv PATH] [--no-build]``. Pairs run A B A B, so drift in machine load hits both
 alike; each row gives both medians and the median of the per-pair ratios A/B. Python
 writes bytecode here as it would for a user (``PYTHONDONTWRITEBYTECODE`` is dropped).
-A reference row repeats the hook in a bare venv, whose site imports nothing: there
-the interpreter's own start is smallest, so every import the hook needs weighs most.
+Two reference rows repeat the hook in a bare venv, whose site imports nothing, through
+the console script and as a child's own ``--settings`` command runs it (``python -S -m
+cms.hooks.child``): there the interpreter's own start is smallest, so every import the
+hook needs weighs most, and the two should be alike.
 Nothing outside a temporary folder is touched.
 """
 
