@@ -253,8 +253,16 @@ def start_reaper(marker: Mapping[str, str]) -> tuple[int, int] | None:
     Returns the watcher's pid and the write end of its pipe (None: no fork here)."""
     if not hasattr(os, "fork"):
         return None
-    read_end, write_end = os.pipe()
-    pid = os.fork()
+    try:
+        read_end, write_end = os.pipe()
+    except OSError:
+        return None  # no reaper: the turn still runs; a read that finds it dead cleans up
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        return None
     if pid:
         os.close(read_end)
         return pid, write_end
