@@ -92,11 +92,14 @@ def test_an_attended_parent_takes_no_extra_turn_and_sees_no_problem(
     time.sleep(2)  # a held stop would have asked the model again by now
     assert len(standin.requests_for(DELEGATE)) == 1, "the stop made the parent take a turn"
     _type(terminal, "and now?")
-    screen = terminal.wait_for(lambda s: "PARENT-TWO" in s, "the second answer", timeout=120)
+    # Claude Code shows "(running Stop hook)" while a hook runs: wait until it is done.
+    terminal.wait_for(lambda s: "PARENT-TWO" in s, "the second answer", timeout=120)
     time.sleep(2)
+    screen = terminal.wait_for(lambda s: "running Stop hook" not in s, "the hook done", 60)
     asked = standin.requests_for(DELEGATE)
     assert len(asked) == 2, "a stop was held in an attended session"
-    assert "Stop hook" not in screen and "cms: sessions you started" not in screen
+    assert "Stop hook" not in screen and "reported a problem" not in screen
+    assert "cms: sessions you started" not in screen
     # What ended is told at the next prompt, once, as context (not as a problem).
     assert "cms: session kid ended completed" in json.dumps(asked[1].body)
 
