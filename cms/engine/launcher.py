@@ -166,6 +166,9 @@ def _max_fd() -> int:
 
 def _supervisor_env() -> dict[str, str]:
     env = dict(os.environ)
+    # A supervisor started from a child's MCP server is no process of that child's
+    # turn: without its marker, that turn's reaper leaves it (and its turn) alone.
+    env.pop("CMS_TURN", None)
     package_parent = str(PACKAGE_PARENT)
     env["PYTHONPATH"] = package_parent + (
         os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
