@@ -445,7 +445,7 @@ class Supervisor:
                  tally.last_activity, tally.saw_conversation)  # fmt: skip
         if not force and shown == self._last_shown:
             return  # nothing new to show: no locked rewrite (and fsync) of the record
-        self._last_write, self._last_shown = now, shown
+        self._last_write = now
 
         def live(record: SessionRecord) -> None:
             record.cost_usd = record.settled_cost_usd + tally.estimated_cost_usd
@@ -457,8 +457,11 @@ class Supervisor:
                 record.has_conversation = True
 
         # Another process holding the record's lock: the next write catches up.
-        with contextlib.suppress(LockTimeout):
+        try:
             self.store.update(self.name, live, timeout_s=LIVE_LOCK_S)
+        except LockTimeout:
+            return
+        self._last_shown = shown
 
     # -- the outcome -------------------------------------------------------------
 
