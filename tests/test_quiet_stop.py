@@ -60,9 +60,18 @@ def _trust(home: Path, project: Path, key: str) -> None:
 
 
 def _type(terminal: Tmux, words: str) -> None:
+    """Type ``words`` at the prompt and submit them. On a loaded machine an Enter may
+    come while Claude Code still shows its command completion menu, which takes it:
+    press it again until the words have left the input line."""
     terminal.tmux("send-keys", "-t", terminal.target, "-l", words)
     time.sleep(0.5)
-    terminal.tmux("send-keys", "-t", terminal.target, "Enter")
+    for _ in range(5):
+        terminal.tmux("send-keys", "-t", terminal.target, "Enter")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if f"\u276f {words}" not in terminal.screen():
+                return
+            time.sleep(0.2)
 
 
 def test_an_attended_parent_takes_no_extra_turn_and_sees_no_problem(
