@@ -71,14 +71,21 @@ def test_descendants_are_found_through_the_children_lists(tmp_path: Path) -> Non
 def test_the_command_line_ends_with_its_output_flushed_and_its_exit_status(
     tmp_path: Path,
 ) -> None:
+    # The console script's way (cms.ui.entry), which ends the process with os._exit.
+    entry = "import sys; from cms.ui.entry import main; main(sys.argv[1:])"
     env = {**os.environ, "CMS_HOME": str(tmp_path / "home")}
     listed = subprocess.run(
-        [sys.executable, "-m", "cms.ui.cli", "--json", "list"],
+        [sys.executable, "-c", entry, "--json", "list"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert listed.returncode == 0 and listed.stdout.strip() == "[]"
     bad = subprocess.run(
-        [sys.executable, "-m", "cms.ui.cli", "show", "no-such"],
+        [sys.executable, "-c", entry, "show", "no-such"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.startswith("cms: error: ")
+    piped = subprocess.run(
+        [sys.executable, "-c", entry + "; print('never')", "--json", "list"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert piped.stdout.strip() == "[]"  # nothing runs after the command: it has ended

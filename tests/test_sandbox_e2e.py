@@ -220,12 +220,15 @@ FIND_RECORD = "$(find \"$(dirname \"$HOME\")\" -path '*sessions*' -name '<NAME>.
 
 #: A script that remounts read-write the mount holding each path it is given:
 #: ``mount`` needs CAP_SYS_ADMIN, which a sandbox run as root keeps unless it drops it.
-RW_SCRIPT = write("<TREE>/rw.sh", (
-    'for p in "$@"; do\n'
-    '  m=$(findmnt -n -o TARGET -T "$p" 2>/dev/null || echo "$p")\n'
-    '  mount -o remount,rw,bind "$m" || mount -o remount,rw "$m"\n'
-    "done\n"
-))
+RW_SCRIPT = write(
+    "<TREE>/rw.sh",
+    (
+        'for p in "$@"; do\n'
+        '  m=$(findmnt -n -o TARGET -T "$p" 2>/dev/null || echo "$p")\n'
+        '  mount -o remount,rw,bind "$m" || mount -o remount,rw "$m"\n'
+        "done\n"
+    ),
+)
 
 
 @dataclass(frozen=True)

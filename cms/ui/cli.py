@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -786,27 +786,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(EXIT_ENVIRONMENT)
 
 
-def main_and_leave(argv: Sequence[str] | None = None) -> NoReturn:
-    """:func:`main` as a process runs it, then the process ends at once: with the output
-    flushed nothing is left to do, and tearing down an interpreter that loaded pydantic
-    and click costs tens of milliseconds of every command (a delegation's fixed cost;
-    README, Performance). An uncaught exception still ends it the usual way."""
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        if isinstance(exc.code, int):
-            code = exc.code
-        elif exc.code is not None:
-            sys.stderr.write(f"{exc.code}\n")
-            code = 1
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            code = code or 1
-    os._exit(code)
-
-
 if __name__ == "__main__":
-    main_and_leave()
+    main()
