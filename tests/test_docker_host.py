@@ -291,12 +291,12 @@ def test_an_ssh_docker_host(
         sshd.close()
 
 
-def test_after_across_hosts(cms: Cms, standin: StandIn, project: Path) -> None:
+def test_after_across_hosts(cms: Cms, standin: StandIn, project: Path, on_host: str) -> None:
     standin.script(
         "T-PRED",
         [tool_use("Write", {"file_path": "/work/pred.txt", "content": "p\n"}), text("pred done")],
     )
-    cms.ok("delegate", "first T-PRED", "--name", "p1", "--host", "dock", "--background")
+    cms.ok("delegate", "first T-PRED", "--name", "p1", "--host", on_host, "--background")
     standin.script("T-DEP", [bash("cat pred.txt"), text("dep done")])
     cms.ok("delegate", "then T-DEP", "--name", "p2", "--after", "p1", "--worktree", "--background")
     records = cms.ok("wait", "p1", "p2", timeout=240)
@@ -309,11 +309,11 @@ def test_after_across_hosts(cms: Cms, standin: StandIn, project: Path) -> None:
     )
     cms.ok("delegate", "first T-LPRED", "--name", "p3", "--worktree", "--background")
     standin.script("T-DDEP", [bash("cat lp.txt > both.txt"), text("dd done")])
-    cms.ok(
-        "delegate", "then T-DDEP", "--name", "p4", "--after", "p3", "--host", "dock", "--background"
-    )
+    cms.ok("delegate", "then T-DDEP", "--name", "p4", "--after", "p3", "--host", on_host,
+           "--background")  # fmt: skip
     record = cms.wait_status("p4", {"completed", "failed"}, timeout=240)
     assert record["status"] == "completed", record
+    assert record["host"] == on_host
     assert "both.txt" in cms.run("diff", "p4").stdout
     wait_no_containers("p1")
     wait_no_containers("p4")
@@ -415,17 +415,27 @@ def test_a_review_childs_tree_is_read_only(cms: Cms, standin: StandIn) -> None:
     wait_no_containers("rv")
 
 
-def test_a_dead_supervisors_container_is_found_by_its_labels_and_stopped(
-    cms: Cms, standin: StandIn
+def test_a_dead_supervisors_container_is_found_by_its_labels_and_stopped_and_resume_works(
+    cms: Cms, standin: StandIn, on_host: str
 ) -> None:
     standin.script("T-DEAD", [bash("echo step1"), text("late", delay=60)])
-    cms.ok("delegate", "x T-DEAD", "--name", "k1", "--host", "dock", "--background")
+    cms.ok("delegate", "x T-DEAD", "--name", "k1", "--host", on_host, "--background")
     wait_for_container("k1")
     record = cms.wait_field("k1", "child_pid")
     standin.wait_for("T-DEAD", 2, timeout=60)
     os.kill(record["pid"], signal.SIGKILL)
     assert cms.wait_status("k1", {"interrupted"}, timeout=20)["status"] == "interrupted"
     assert wait_no_containers("k1", timeout=10) <= 10
+    # `resume` continues the conversation from the session's volume, on the same host.
+    # (The resumed turn asks for the second reply again, or for a third when Claude Code
+    # closed the cut-off turn with an assistant message of its own.)
+    standin.script("T-DEAD", [bash("echo step1"), text("resumed"), text("resumed")])
+    resumed = cms.ok("resume", "k1", timeout=180)
+    assert resumed["status"] in ("running", "completed") and resumed["host"] == on_host
+    done = cms.wait_status("k1", {"completed", "failed"}, timeout=120)
+    assert done["status"] == "completed" and done["response"] == "resumed", done
+    assert "step1" in json.dumps(standin.requests_for("T-DEAD")[-1].messages)
+    assert wait_no_containers("k1") <= 10
 
 
 def test_the_delegate_slash_command_takes_a_host(
