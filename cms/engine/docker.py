@@ -391,6 +391,9 @@ class DockerEngine:
             CMS_HOME=f"{HOME}/.cms",
             CMS_SETTINGS_HOOK="1",
             HOME=HOME,
+            # The commands' TMPDIR, as Claude Code's sandbox gives one locally: the
+            # container's own /tmp, private to the turn and gone with its container.
+            TMPDIR="/tmp",
             CLAUDE_CONFIG_DIR=f"{STATE}/claude",
             CMS_RECORD_SNAPSHOT=_snapshot(record),
             CMS_BRIDGE_FORWARD=forwards,
