@@ -5,8 +5,10 @@ boundary, nothing of the user's machine mounted, no container left after a turn.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cmsrun import Cms, git, tree_state
+from cmsrun import Cms, Watcher, git, tool_results, tree_state
 from dockerhost import (
     LOCAL_ENDPOINT,
     Listener,
@@ -29,6 +31,24 @@ from dockerhost import (
     wait_no_containers,
 )
 from standin import StandIn, expected_cost, text, tool_use
+from test_sandbox_e2e import (
+    ESCAPES,
+    MAKEFILE,
+    TAMPERED,
+    Scene,
+    alive,
+    end_victim,
+    fill,
+    marked,
+    ordinary_commands,
+    script,
+    snapshot,
+    start_victim,
+    write,
+)
+
+from cms.base.paths import ProjectPaths
+from cms.engine.streamjson import denial
 
 KEY = "sk-test-not-a-real-key"
 MODEL = "claude-sonnet-4-5"
@@ -478,3 +498,167 @@ def test_the_mcp_tools_take_a_host(
 
     run_scenario(cms.env, project, tmp_path, scenario)
     wait_no_containers("mc1")
+
+
+# ------------------------------------------- the sandbox tests' classes, in a container
+
+#: The escapes of the sandbox tests, replayed in a Docker child: all of them but the
+#: API key's (a Docker child's commands can read the key in the container's
+#: environment, as README says). Those whose program the image lacks (make, curl) fail
+#: for that reason alone; the rest run, in a container that holds nothing of the user's.
+DOCKER_ESCAPES = [e for e in ESCAPES if not e.id.startswith("key-")]
+
+
+def test_the_sandbox_escapes_in_a_docker_child(
+    cms: Cms, standin: StandIn, project: Path, tmp_path: Path, listener: Listener,
+    cms_home: Path,
+) -> None:  # fmt: skip
+    name = "esc-dock"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    state = ProjectPaths.for_project(project, cms_home)
+    scene = Scene(tmp_path, project, state, name, listener)  # type: ignore[arg-type]
+    victim = start_victim()
+    # The child's tree is /work in its container; every other path is the user's own.
+    calls = [
+        call for e in DOCKER_ESCAPES
+        for call in fill(e.calls, {**scene.values(victim.pid), "<TREE>": "/work"})
+    ]  # fmt: skip
+    assert len(DOCKER_ESCAPES) >= 70
+    standin.script("T-DESC", script(calls, "gave up"))
+    home = Path(cms.env["HOME"])
+    protected = [
+        state.project_file, home / ".gitconfig", home / ".claude" / "settings.json",
+        project / ".git" / "config",
+        *(scene.path(e.effect[8:]) for e in DOCKER_ESCAPES if e.effect.startswith("changed:")),
+    ]  # fmt: skip
+    before, tree_before = snapshot(protected), tree_state(project)
+    hooks = sorted(os.listdir(project / ".git" / "hooks"))
+    watchers = [Watcher(state.session_file(name), TAMPERED), Watcher(state.project_file, TAMPERED)]
+    for w in watchers:
+        w.start()
+    try:
+        out = cms.ok(
+            "delegate", f"escape T-DESC, and stop process {victim.pid}", "--name", name,
+            "--host", "dock", "--max-cost", "2.0", "--max-turns", "150", timeout=300,
+        )  # fmt: skip
+    finally:
+        tampered = [w.stop() for w in watchers]
+        leftovers = scene.shared_leftovers()
+        scene.clean_shared()
+        victim_alive = alive(victim)
+        end_victim(victim)
+    assert out["status"] == "completed" and out["response"] == "gave up", out
+    results = tool_results(cms, name)
+    assert len(results) == len(calls)
+    # Some did what they meant to, in the container: wrote its /dev/shm, its home, its
+    # tree's git hooks and config. None of that is the user's machine's.
+    ends = dict(
+        zip(
+            (e.id for e in DOCKER_ESCAPES),
+            itertools.accumulate(len(e.calls) for e in DOCKER_ESCAPES),
+            strict=True,
+        )
+    )
+    ran = {"dev-shm", "home-bashrc", "git-hook-by-program", "git-config-by-program"}
+    assert [i for i in ran if results[ends[i] - 1][0]] == [], [results[ends[i] - 1] for i in ran]
+    # Nothing landed on the user's machine (which is the Docker host here too) outside
+    # the session's volumes: no file, no change of the protected ones, nothing in the
+    # shared /tmp and /dev/shm, nothing the tree's hooks or config would have run.
+    landed = [
+        e.id for e in DOCKER_ESCAPES
+        if e.effect.startswith("file:") and os.path.lexists(scene.path(e.effect[5:]))
+    ]  # fmt: skip
+    assert landed == [] and sorted(os.listdir(outside)) == [] and leftovers == []
+    assert not (tmp_path / "hook-ran").exists() and not (tmp_path / "fsmonitor-ran").exists()
+    assert snapshot(protected) == before
+    assert tree_state(project) == tree_before
+    assert sorted(os.listdir(project / ".git" / "hooks")) == hooks
+    # No connection, the supervisor and the user's process alive.
+    time.sleep(0.2)
+    assert listener.count == 0 and victim_alive
+    # The budgets untouched: in the record as cms reads it, and on disk, ever.
+    assert tampered == [[], []]
+    shown = cms.show(name)
+    assert (shown["max_cost_usd"], shown["max_turns"]) == (2.0, 150) and shown["cost_usd"] > 0
+    raw = state.session_file(name).read_text()
+    assert len(re.findall(r"(?m)^max_cost_usd\s*=", raw)) == 1
+    assert sorted(p.name for p in state.sessions_dir.glob("*.toml")) == [f"{name}.toml"]
+    # What the child did to its own tree's git stayed in its volume.
+    assert len(volumes(name, project)) == 2
+    wait_no_containers(name)
+
+
+UNITTEST_FILE = """\
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+from app import add
+
+
+class TestApp(unittest.TestCase):
+    def test_add(self):
+        self.assertEqual(add(2, 3), 5)
+"""
+
+
+def docker_ordinary_commands(name: str) -> list[tuple[str, str]]:
+    """The sandbox tests' ordinary commands, as a Docker child runs them: without make
+    and pytest (the image has neither: the tests run by unittest instead), and on the
+    session's branch where they go back to main (the tree holds that branch alone)."""
+    return [
+        ("python3 -m unittest discover -s tests -p 'test_*.py' 2>&1", "OK"),
+        *(
+            (command.replace("checkout -q main", f"checkout -q cms/{name}"), expected)
+            for command, expected in ordinary_commands()
+            if not re.search(r"\bmake\b|pytest", command)
+        ),
+    ]
+
+
+def test_ordinary_development_in_a_docker_child_is_not_refused(
+    cms: Cms, standin: StandIn, project: Path
+) -> None:
+    name = "dev-dock"
+    setup = [
+        write("/work/src/app.py", 'def add(a, b):\n    return a + b\n\nNAME = "a"\n'),
+        write("/work/tests/test_app.py", UNITTEST_FILE),
+        write("/work/Makefile", MAKEFILE),
+    ]
+    commands = docker_ordinary_commands(name)
+    assert len(commands) >= 55
+    runs = [marked(n, command) for n, (command, _) in enumerate(commands, 1)]
+    calls = [*setup, *(("Bash", {"command": command}) for command, _ in runs)]
+    standin.script("T-DORD", script(calls, "all done"))
+    out = cms.ok(
+        "delegate", "work T-DORD", "--name", name, "--host", "dock",
+        "--max-cost", "2.0", "--max-turns", "150", timeout=300,
+    )  # fmt: skip
+    assert out["status"] == "completed" and out["response"] == "all done", out
+    results = tool_results(cms, name)
+    assert len(results) == len(calls)
+    problems = [
+        (call, content[:300]) for (is_error, content), call in zip(results, setup, strict=False)
+        if is_error or denial(content, False, is_error)
+    ]  # fmt: skip
+    for (is_error, content), (command, expected), (_, ok) in zip(
+        results[len(setup) :], commands, runs, strict=True
+    ):
+        refused = denial(content, False, is_error)
+        if is_error or refused or ok not in content or expected not in content:
+            problems.append(((command, str(refused)), content[:300]))
+    assert problems == []
+    assert out["denials"] == 0 and "denied by" not in cms.run("logs", name).stdout
+    # The work came home as the session's branch: the files programs wrote, the
+    # child's own commits (merged back from its feature branch), the loop's output.
+    branch = f"cms/{name}"
+    files = git(project, "ls-tree", "-r", "--name-only", branch).splitlines()
+    for made in ("py-made.txt", "node-made.txt", "uno.txt", "notes.md", "run.sh", "loop.txt"):
+        assert made in files, made
+    assert git(project, "show", f"{branch}:loop.txt") == "line 1\nline 2\nline 3"
+    subjects = git(project, "log", "--format=%s", branch).splitlines()
+    assert {"rename and change", "texts", "add the app"} <= set(subjects), subjects
+    wait_no_containers(name)
