@@ -48,6 +48,7 @@ from test_sandbox_e2e import (
 )
 
 from cms.base.paths import ProjectPaths
+from cms.engine.bridge import PROXY_PORT
 from cms.engine.streamjson import denial
 
 KEY = "sk-test-not-a-real-key"
@@ -507,6 +508,20 @@ def test_the_mcp_tools_take_a_host(
 #: environment, as README says). Those whose program the image lacks (make, curl) fail
 #: for that reason alone; the rest run, in a container that holds nothing of the user's.
 DOCKER_ESCAPES = [e for e in ESCAPES if not e.id.startswith("key-")]
+_ASK_PROXY = (
+    "python3 -c \"import socket; s = socket.create_connection(('127.0.0.1', <PROXY>), 3); "
+    "s.sendall(b'<REQUEST> HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'); "
+    "print('proxy said', s.recv(100)); s.sendall(b'x')\""
+)
+#: What only a Docker child has: the turn's proxy on its container's loopback, asked
+#: for the Docker host's loopback listener (CONNECT, and plain HTTP by absolute URL).
+PROXY_ATTEMPTS = [
+    _ASK_PROXY.replace("<REQUEST>", "CONNECT 127.0.0.1:<PORT>"),
+    _ASK_PROXY.replace("<REQUEST>", "CONNECT localhost:<PORT>"),
+    _ASK_PROXY.replace("<REQUEST>", "GET http://127.0.0.1:<PORT>/x"),
+    'python3 -c "import os, urllib.request as u; print(u.build_opener(u.ProxyHandler('
+    "{'http': os.environ['HTTP_PROXY']})).open('http://127.0.0.1:<PORT>/u', timeout=3).read())\"",
+]
 
 
 def test_the_sandbox_escapes_in_a_docker_child(
@@ -524,6 +539,8 @@ def test_the_sandbox_escapes_in_a_docker_child(
         call for e in DOCKER_ESCAPES
         for call in fill(e.calls, {**scene.values(victim.pid), "<TREE>": "/work"})
     ]  # fmt: skip
+    proxy = {"<PORT>": str(listener.port), "<PROXY>": str(PROXY_PORT)}
+    calls += [("Bash", {"command": fill(c, proxy)}) for c in PROXY_ATTEMPTS]
     assert len(DOCKER_ESCAPES) >= 70
     standin.script("T-DESC", script(calls, "gave up"))
     home = Path(cms.env["HOME"])
@@ -562,6 +579,10 @@ def test_the_sandbox_escapes_in_a_docker_child(
     )
     ran = {"dev-shm", "home-bashrc", "git-hook-by-program", "git-config-by-program"}
     assert [i for i in ran if results[ends[i] - 1][0]] == [], [results[ends[i] - 1] for i in ran]
+    # The proxy was reached, and refused.
+    asked = results[-len(PROXY_ATTEMPTS) :]
+    assert [c.count("proxy said b'HTTP/1.1 403") for _, c in asked[:3]] == [1, 1, 1], asked
+    assert asked[3][0], asked[3]  # urllib, by the environment's proxy: failed too
     # Nothing landed on the user's machine (which is the Docker host here too) outside
     # the session's volumes: no file, no change of the protected ones, nothing in the
     # shared /tmp and /dev/shm, nothing the tree's hooks or config would have run.
