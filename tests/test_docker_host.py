@@ -1,7 +1,9 @@
 """Children on Docker hosts, with a real dockerd, the real child image (scripts/test
 builds it: scripts/docker-images), the real CLI in it and the stand-in API on the
 Docker host's loopback: the same commands as for local sessions, the container as the
-boundary, nothing of the user's machine mounted, no container left after a turn."""
+boundary, nothing of the user's machine mounted, no container left after a turn. The
+sandbox tests' escapes and ordinary development commands (test_sandbox_e2e) are
+replayed in a Docker child too."""
 
 from __future__ import annotations
 
