@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -299,3 +301,38 @@ def test_the_day_counts_cms_sessions_that_run_in_a_worktree_and_not_yesterday(
     assert spent.today(now.timestamp()) == pytest.approx(2.0)
     (folder / "sw1.jsonl").write_text(lines + line("m2", 500_000).replace(STAMP, now.isoformat()))
     assert spent.today(now.timestamp()) == pytest.approx(4.0)  # the cwds kept, read on
+
+
+@pytest.mark.parametrize("cap", ["session_cap_usd", "daily_cap_usd"])
+def test_a_call_is_judged_with_its_own_message_that_reaches_the_transcript_late(
+    cap: str, tmp_path: Path
+) -> None:
+    # Claude Code may run the PreToolUse hook before it has written the message that
+    # asks for the call: the hook waits for it rather than judging without its price.
+    project, home = tmp_path / "project", tmp_path / "cms-home"
+    project.mkdir()
+    where = ProjectPaths.for_project(project, home)
+    marker = caps.marker(home, where.key)
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"limits": {cap: 6.0}}))
+    env = {"HOME": str(tmp_path / "home"), "CMS_HOME": str(home),
+           "CLAUDE_PROJECT_DIR": str(project)}  # fmt: skip
+    transcript = spend.claude_folder(project, env) / "s1.jsonl"
+    transcript.parent.mkdir(parents=True)
+    now = datetime.now().astimezone().isoformat()
+    transcript.write_text(line("m1", 1_000_000).replace(STAMP, now))  # $4: under the cap
+
+    def written_late() -> None:
+        with transcript.open("a") as handle:  # $8 with the call's own message
+            handle.write(line("m2", 1_000_000).replace(STAMP, now))
+
+    late = threading.Timer(0.3, written_late)
+    late.start()
+    event = {"session_id": "s1", "transcript_path": str(transcript), "cwd": str(project),
+             "tool_use_id": "toolu_m2", "tool_name": "Bash", "tool_input": {}}  # fmt: skip
+    try:
+        found = caps.reason(event, env, time.time())
+    finally:
+        late.join()
+    assert found is not None and "spent $8.00" in found
+    assert caps.OPTIONS[cap] in found

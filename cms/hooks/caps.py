@@ -141,7 +141,16 @@ class Spent:
         today, of the user's sessions, cms's and their subagents."""
         day = spend.today(now)
         if self.session_id and self.transcript:
-            self.ledger.read(self.transcript, self.session_id, cms_name=self.env.get("CMS_SESSION"))
+            # The call's own message may reach its transcript after the hook started
+            # (Claude Code writes it some time after the reply came): wait for it, as
+            # the session and subagent caps do, so the call is judged with its price.
+            tool_use_id = None if self.agent_id else self.tool_use_id
+            cms_name = self.env.get("CMS_SESSION")
+            self.ledger.read_through(
+                self.transcript, self.session_id, None, tool_use_id, cms_name=cms_name
+            )
+            if self.agent_id:
+                self.subagent()
             self.ledger.subagents(self.transcript, self.session_id)
         midnight = time.mktime(time.strptime(day, "%Y-%m-%d"))
         states = self.ledger.read_all(project_folders(self.where, self.env), since=midnight)

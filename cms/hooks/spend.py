@@ -155,9 +155,10 @@ class Ledger:
     ) -> State:
         """:meth:`read`, waiting (up to :data:`FLUSH_WAIT_S`) until the transcript holds
         the message that asks for ``tool_use_id``: Claude Code 2.1.332 writes a
-        subagent's transcript some tens of milliseconds after the message came, and its
-        PreToolUse hook may run before that, so the call would be judged without the
-        price of the very message that made it."""
+        transcript (a subagent's, and the session's own on a busy machine) some tens of
+        milliseconds after the message came, and its PreToolUse hook may run before
+        that, so the call would be judged without the price of the very message that
+        made it."""
         deadline = time.monotonic() + FLUSH_WAIT_S
         while True:
             state = self.read(transcript, session_id, agent_id, **meta)
