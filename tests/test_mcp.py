@@ -23,6 +23,8 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.types import CallToolResult, TextContent
 from standin import StandIn, text, tool_use
 
+from cms.hooks import spend
+
 pytestmark = pytest.mark.timeout(240)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -208,6 +210,36 @@ def test_tools_over_stdio(
         assert names == {"worker", "slow", "idle", "idle-b"}
         gone = await call_error(s, "get_session", name="stuck")
         assert gone == cli_error(cms, "show", "stuck")
+
+    run_scenario(claude_env, project, tmp_path, scenario)
+
+
+def test_get_cost_groups_by_subagent_type_as_the_cli_does(
+    claude_env: dict[str, str], project: Path, fake_home: Path, tmp_path: Path
+) -> None:
+    # Your own session and its Explore subagent, as Claude Code keeps their transcripts.
+    folder = spend.claude_folder(project, {"HOME": str(fake_home)})
+    subagents = folder / "abcdef0123456789" / "subagents"
+    subagents.mkdir(parents=True)
+
+    def spent(msg_id: str, tokens: int) -> str:
+        usage = {"input_tokens": tokens, "output_tokens": 0}
+        message = {"id": msg_id, "model": "claude-opus-5-5", "role": "assistant",
+                   "content": [], "usage": usage}  # fmt: skip
+        stamp = "2026-12-06T12:00:00.000Z"
+        return json.dumps({"type": "assistant", "timestamp": stamp, "message": message}) + "\n"
+
+    (folder / "abcdef0123456789.jsonl").write_text(spent("m1", 1_000_000))  # $4
+    (subagents / "agent-a1.jsonl").write_text(spent("m2", 500_000))  # $2
+    (subagents / "agent-a1.meta.json").write_text(json.dumps({"agentType": "Explore"}))
+    cms = Cms(claude_env, project)
+
+    async def scenario(s: ClientSession) -> None:
+        tools = {t.name: t for t in (await s.list_tools()).tools}
+        assert "agent" in tools["get_cost"].input_schema["properties"]["by"]["enum"]
+        cost = await call(s, "get_cost", by="agent")
+        assert cost == cms.ok("cost", "--by", "agent")
+        assert {row["key"]: row["cost_usd"] for row in cost["rows"]}["Explore"] == 2.0
 
     run_scenario(claude_env, project, tmp_path, scenario)
 

@@ -69,9 +69,16 @@ class SessionsOut(BaseModel):
 
 
 class CostRowOut(BaseModel):
-    key: str = Field(description="The session name, model or day (UTC) of this row.")
+    key: str = Field(
+        description="The session (a cms name, or your own session's id and first prompt), "
+        "model, local day or subagent type of this row."
+    )
     cost_usd: float
     sessions: int
+    kind: str = Field(
+        description="cms: cms's sessions; claude: your own sessions and subagents, read "
+        "from Claude Code's transcripts."
+    )
 
 
 class CostOut(BaseModel):
@@ -81,6 +88,10 @@ class CostOut(BaseModel):
     by: str
     cap_usd: float | None = Field(description="The project's spend cap, if one is set.")
     rows: list[CostRowOut]
+    unknown_models: list[str] = Field(
+        description="Models missing from cms's price table, priced at its highest rate."
+    )
+    prices_dated: str = Field(description="The date of cms's price table.")
 
 
 # -- argument types ------------------------------------------------------------------

@@ -604,8 +604,9 @@ async def fork_session(
 
 
 @_tool(
-    description="The project's spend in USD: the total, the project's cap, and rows "
-    "by session, model or day.",
+    description="The project's spend in USD (cms's sessions, your own Claude Code "
+    "sessions and their subagents): the total, the project's cap, and rows by session, "
+    "model, day or subagent type (agent).",
     annotations=READ_ONLY,
 )
 @_refusals_as_errors
@@ -613,8 +614,8 @@ async def get_cost(
     by: Annotated[
         str,
         Field(
-            description="Group rows by session, model or day.",
-            json_schema_extra={"enum": ["session", "model", "day"]},
+            description="Group rows by session, model, day or agent (subagent type).",
+            json_schema_extra={"enum": ["session", "model", "day", "agent"]},
         ),
     ] = "session",
     project: Project = None,
