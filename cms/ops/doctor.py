@@ -68,9 +68,11 @@ def doctor(project: Project) -> list[Check]:
     checks.append(_check_state(project))
     checks.append(_check_root(project))
     checks.append(_check_sandbox(project))
-    from cms.ops import setup  # only here: setup is not on any other path of the API
+    # Imported here only: setup is on no other path of the API. By its module, not
+    # through cms.ops, whose __init__ imports this module.
+    from cms.ops.setup import check as check_setup
 
-    ok, detail, fix = setup.check(project.env)
+    ok, detail, fix = check_setup(project.env)
     checks.append(Check("setup", ok, detail, fix))
     return checks
 
