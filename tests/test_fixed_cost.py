@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cms.engine import procs
-from cms.policy import sandbox
+from cms.engine import sandboxprobe as sandbox
 
 BWRAP = shutil.which("bwrap")
 

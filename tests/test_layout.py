@@ -169,3 +169,14 @@ def test_no_module_imports_back_through_a_package_that_imports_it() -> None:
                 if isinstance(node, ast.ImportFrom) and node.module == package:
                     back.append(f"{path.relative_to(REPO)}:{node.lineno} from {package} import")
     assert back == []
+
+
+def test_policy_and_base_start_no_process() -> None:
+    # Judgements and vocabulary are pure: running a program is the engine's (procs.run).
+    starts = [
+        str(path.relative_to(REPO))
+        for folder in ("policy", "base")
+        for path in sorted((CMS / folder).glob("*.py"))
+        if re.search(r"^\s*import subprocess|^\s*from subprocess ", path.read_text(), re.M)
+    ]
+    assert starts == []

@@ -27,11 +27,12 @@ from cmsrun import Cms, tool_results
 from standin import StandIn, text, tool_use
 
 from cms.base.paths import ProjectPaths
-from cms.engine import claude
+from cms.engine import claude, sandboxprobe
 from cms.policy import sandbox
 
+AVAILABLE = sandboxprobe.check()
 pytestmark = pytest.mark.skipif(
-    not sandbox.check().ok, reason=f"the sandbox cannot run here: {sandbox.check().detail}"
+    not AVAILABLE.ok, reason=f"the sandbox cannot run here: {AVAILABLE.detail}"
 )
 
 DELEGATE = "mcp__cms__delegate_task"

@@ -12,7 +12,7 @@ from cms.base.errors import (
     EnvironmentProblem,
 )
 from cms.base.paths import PACKAGE_DIR, plugin_root
-from cms.engine import claude, procs, signin
+from cms.engine import claude, procs, sandboxprobe, signin
 from cms.engine.models import (
     Preset,
 )
@@ -78,7 +78,7 @@ def doctor(project: Project) -> list[Check]:
 
 
 def _check_sandbox(project: Project) -> Check:
-    runs = sandbox.check(project.env)
+    runs = sandboxprobe.check(project.env)
     if not runs.ok:
         return Check("sandbox", False, runs.detail, runs.fix)
     widening = sandbox.widening_rules(project.env, project.directory)

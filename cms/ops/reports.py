@@ -12,6 +12,7 @@ from typing import Any
 from cms.base.errors import (
     BadInput,
 )
+from cms.engine import sandboxprobe
 from cms.engine.models import (
     Limits,
     ProjectConfig,
@@ -161,7 +162,7 @@ def project_budget(
 class SandboxReport:
     """``cms sandbox``: whether the sandbox runs here, and the project's network rules."""
 
-    availability: sandbox.Availability
+    availability: sandboxprobe.Availability
     allowed_domains: list[str]
     denied_domains: list[str]
 
@@ -205,7 +206,7 @@ def sandbox_settings(
     else:
         config = project.store.load_project()
     return SandboxReport(
-        sandbox.check(project.env),
+        sandboxprobe.check(project.env),
         list(config.sandbox.allowed_domains),
         list(config.sandbox.denied_domains),
     )

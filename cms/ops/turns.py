@@ -25,7 +25,16 @@ from cms.base.errors import (
     NotFound,
     WrongState,
 )
-from cms.engine import claude, dependencies, hosts, launcher, lifecycle, signin, worktree
+from cms.engine import (
+    claude,
+    dependencies,
+    hosts,
+    launcher,
+    lifecycle,
+    sandboxprobe,
+    signin,
+    worktree,
+)
 from cms.engine.models import (
     SENDABLE,
     Preset,
@@ -78,7 +87,7 @@ def _check_sandbox(
     if not wanted or not sandbox.needed(preset.value):
         return
     home = project.paths.home
-    found = sandbox.check(project.env, cache=home if home.is_dir() else None)
+    found = sandboxprobe.check(project.env, cache=home if home.is_dir() else None)
     if not found.ok:
         raise EnvironmentProblem(f"{found.detail}: {found.fix}")
     too_old = sandbox.version_problem(binary.version)
