@@ -140,3 +140,18 @@ def usd(amount: float | None) -> str:
     if amount is None:
         return "-"
     return f"${amount:.4f}" if amount < 1 else f"${amount:,.2f}"
+
+
+# -- text --------------------------------------------------------------------------------
+
+
+def one_line(text: str | None, limit: int, mark: str = "…") -> str:
+    """``text`` with its whitespace runs made one space, cut to ``limit`` characters
+    ending in ``mark``: how every message, table cell and log line shortens text.
+    Hook denials end in ``...`` (plain ASCII for the model), the rest in ``…``."""
+    flat = " ".join((text or "").split())
+    if len(flat) <= limit:
+        return flat
+    if limit <= 1:
+        return flat[:limit]
+    return flat[: limit - len(mark)] + mark

@@ -35,26 +35,11 @@ class Message(TypedDict, total=False):
     usage: Usage
 
 
-class SystemEvent(TypedDict, total=False):
-    type: Literal["system"]
-    subtype: str
-    session_id: str
-    model: str
-    cwd: str
-    claude_code_version: str
-
-
 class AssistantEvent(TypedDict, total=False):
     type: Literal["assistant"]
     message: Message
     session_id: str
     parent_tool_use_id: str | None
-
-
-class UserEvent(TypedDict, total=False):
-    type: Literal["user"]
-    message: Message
-    session_id: str
 
 
 ResultSubtype = Literal[

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from cms.base import vocab
 from cms.base.wire import AssistantEvent, ResultEvent, Usage
 
 #: USD per million tokens (input, output, cache read, cache write) as Claude Code
@@ -109,8 +110,7 @@ def _count(usage: Usage | dict[str, Any], key: str) -> int:
 
 
 def _one_line(text: str, limit: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return vocab.one_line(text, limit)
 
 
 def describe_tool_call(name: str, tool_input: dict[str, Any]) -> str:

@@ -4,9 +4,9 @@ This module owns what a Claude Code hook of a cms child does (docs/DESIGN.md, "S
 presets" and "Architecture notes"). ``pre-tool-use`` runs before every tool call of
 every child: it denies every call once the session's record says stop (aborted, out of
 budget, past its deadline, project cap spent), and otherwise asks :mod:`cms.policy.decide`
-whether the session's preset allows the call. The parent's events
-(``session-start``, ``stop``, ``user-prompt-submit``) are passed to
-:mod:`cms.hooks.parent`.
+whether the session's preset allows the call. The user's own events
+(``session-start``, ``stop``) are passed to :mod:`cms.hooks.parent`;
+``user-prompt-submit`` is :mod:`cms.ui.slash`'s (through :mod:`cms.ui.hookrun`).
 
 It is on the hot path, so it imports only the standard library plus :mod:`cms.base.paths`
 and :mod:`cms.policy.decide` (both standard library only), reads the TOML records with
@@ -80,8 +80,7 @@ def _load_toml(path: str, what: str, missing_ok: bool = False) -> dict[str, Any]
 
 
 def _one_line(text: str, limit: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+    return vocab.one_line(text, limit, "...")
 
 
 def _number(data: Mapping[str, Any], key: str) -> float | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from cms.base import vocab
 from cms.base.errors import (
     BadInput,
 )
@@ -24,7 +25,7 @@ from cms.ops.project import Project
 
 def check_name(name: str) -> str:
     if not valid_name(name):
-        shown = name if len(name) <= 80 else name[:77] + "..."
+        shown = vocab.one_line(name, 80, "...")
         raise BadInput(
             f"invalid session name {shown!r}: use 1-63 characters of a-z, 0-9, '.', '_' "
             "or '-', starting with a letter or digit"

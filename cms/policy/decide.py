@@ -148,8 +148,7 @@ def decide(
 
 
 def snippet(command: str, limit: int = 80) -> str:
-    one_line = " ".join(command.split())
-    return one_line if len(one_line) <= limit else one_line[: limit - 3] + "..."
+    return vocab.one_line(command, limit, "...")
 
 
 def _decide_file_write(tool_name: str, tool_input: Mapping[str, Any], ctx: Context) -> Decision:

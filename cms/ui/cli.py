@@ -1,4 +1,4 @@
-"""The ``cms`` command line: parse, call :mod:`cms.ops.sessions`, render text or JSON.
+"""The ``cms`` command line: parse, call :mod:`cms.ops`, render text or JSON.
 
 No logic lives here. Every command takes ``--json`` and ``--project`` before or after
 its name. Errors are :class:`cms.base.errors.CmsError`, caught once in :func:`main` and

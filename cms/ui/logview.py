@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from cms.base import vocab
 from cms.base.vocab import usd
 from cms.engine.streamjson import (
     clean_result,
@@ -26,8 +27,7 @@ RESULT_WIDTH = 200
 
 
 def _short(text: str, width: int = RESULT_WIDTH) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+    return vocab.one_line(text, width)
 
 
 def describe_call(name: str, tool_input: dict[str, Any]) -> str:

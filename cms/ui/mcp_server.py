@@ -1,7 +1,7 @@
 """The MCP server (``cms mcp``, stdio): every cms operation as a tool for the parent model.
 
 It is built on the official ``mcp`` SDK (``MCPServer``) and holds no logic of its own:
-each tool takes typed arguments, calls the same :mod:`cms.ops.sessions` function as the CLI
+each tool takes typed arguments, calls the same :mod:`cms.ops` function as the CLI
 command of the same name, and returns the session JSON of docs/DESIGN.md as structured
 content (which is what Claude Code hands the model) and as the same JSON in text. A
 :class:`cms.base.errors.CmsError` becomes an MCP tool error whose text is the CLI's one-line

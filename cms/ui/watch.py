@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING
 
 import click
 
+from cms.base import vocab
 from cms.base.vocab import usd
 from cms.engine import dependencies, lifecycle
 from cms.engine.models import SUCCESSFUL, SessionRecord, Status
@@ -62,10 +63,7 @@ money = usd
 
 def short(text: str | None, width: int) -> str:
     """``text`` on one line, cut to ``width`` characters with an ellipsis."""
-    flat = " ".join((text or "").split())
-    if width <= 1:
-        return flat[:width]
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+    return vocab.one_line(text, width)
 
 
 def span(seconds: float) -> str:
