@@ -22,6 +22,7 @@ if str(TESTS_DIR) not in sys.path:  # `import standin` also under --import-mode=
     sys.path.insert(0, str(TESTS_DIR))
 
 from claude_version import install_claude  # noqa: E402
+from cmsrun import Cms  # noqa: E402
 from standin import StandIn  # noqa: E402
 
 # Variables a child must not inherit from the outer environment.
@@ -129,3 +130,9 @@ def project(tmp_path: Path) -> Path:
     subprocess.run([*git, "add", "README.md"], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "Initial commit"], cwd=repo, check=True)
     return repo
+
+
+@pytest.fixture
+def cms(claude_env: dict[str, str], project: Path) -> Cms:
+    """``cms`` as a user runs it, in ``project`` with the stand-in's environment."""
+    return Cms(claude_env, project)

@@ -17,18 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from cmsrun import Cms, git, processes_of_session, tree_state, wait_gone
 from standin import StandIn, error, first_user_text, text, tool_use
 
 MODEL = "claude-sonnet-4-5"
 #: Seconds each part's answer takes: reset is still running while list, show and watch look.
 PARTS = {"login": 1.0, "signup": 3.0, "reset": 10.0}
-
-
-@pytest.fixture
-def cms(claude_env: dict[str, str], project: Path) -> Cms:
-    return Cms(claude_env, project)
 
 
 def one_line_error(done: object, code: int = 2) -> str:

@@ -20,11 +20,6 @@ from standin import StandIn, error, expected_cost, text, tool_use
 MODEL = "claude-sonnet-4-5"
 
 
-@pytest.fixture
-def cms(claude_env: dict[str, str], project: Path) -> Cms:
-    return Cms(claude_env, project)
-
-
 def test_delegate_completes_and_records_cost(cms: Cms, standin: StandIn, project: Path) -> None:
     target = project / "hello.txt"
     script = [tool_use("Write", {"file_path": str(target), "content": "hi\n"}), text("Wrote it.")]

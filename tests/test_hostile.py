@@ -55,11 +55,6 @@ def no_process_left(cms_home: Path) -> Iterator[None]:
 
 
 @pytest.fixture
-def cms(claude_env: dict[str, str], project: Path) -> Cms:
-    return Cms(claude_env, project)
-
-
-@pytest.fixture
 def cli(
     claude_env: dict[str, str],
     project: Path,

@@ -42,11 +42,6 @@ REPO = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-@pytest.fixture
-def cms(claude_env: dict[str, str], project: Path) -> Cms:
-    return Cms(claude_env, project)
-
-
 def store_for(project: Path, cms_home: Path) -> Store:
     store = Store(ProjectPaths.for_project(project, cms_home))
     store.ensure_dirs()

@@ -80,11 +80,6 @@ def no_process_left(cms_home: Path) -> Iterator[None]:
     assert left == [], "processes left behind:\n" + "\n".join(describe(p) for p in left)
 
 
-@pytest.fixture
-def cms(claude_env: dict[str, str], project: Path) -> Cms:
-    return Cms(claude_env, project)
-
-
 def state_paths(project: Path, cms_home: Path) -> ProjectPaths:
     return ProjectPaths.for_project(project, cms_home)
 

@@ -39,11 +39,6 @@ DELEGATE = "mcp__cms__delegate_task"
 CLI = f"{sys.executable} -m cms.ui.cli"
 
 
-@pytest.fixture
-def cms(claude_env: dict[str, str], project: Path) -> Cms:
-    return Cms(claude_env, project)
-
-
 def paths_of(project: Path, cms_home: Path) -> ProjectPaths:
     return ProjectPaths.for_project(project, cms_home)
 

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from cmsrun import Cms, git, tree_state
 from standin import StandIn, text, tool_use
-
-
-@pytest.fixture
-def cms(claude_env: dict[str, str], project: Path) -> Cms:
-    return Cms(claude_env, project)
 
 
 def test_two_sessions_edit_the_same_file_in_their_own_worktrees(
