@@ -35,6 +35,33 @@ class Run:
         return json.loads(self.stdout)
 
 
+def cms_exe() -> str:
+    """The ``cms`` console script pip installed beside this Python (else on PATH)."""
+    script = Path(sys.executable).with_name("cms")
+    return str(script) if script.exists() else (shutil.which("cms") or "cms")
+
+
+def run_cms(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    console: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """``cms ARGS`` as a process: the one runner of the tests. ``console``: through the
+    console script, as a user's shell runs it (else ``python -m cms.ui.cli``)."""
+    return subprocess.run(
+        [*([cms_exe()] if console else CMS), *args],
+        cwd=cwd,
+        env=dict(os.environ) if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
 class Cms:
     """Run ``cms`` in a project with a prepared environment."""
 
@@ -43,15 +70,7 @@ class Cms:
         self.cwd = cwd
 
     def run(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Run:
-        done = subprocess.run(
-            [*CMS, *args],
-            cwd=self.cwd,
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
+        done = run_cms(*args, cwd=self.cwd, env={**self.env, **(env or {})}, timeout=timeout)
         return Run(done.returncode, done.stdout, done.stderr)
 
     def ok(self, *args: str, timeout: float = 120) -> Any:

@@ -15,10 +15,10 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import cmsrun
 import pytest
 
 from cms.base.paths import ProjectPaths
@@ -48,22 +48,8 @@ BAD_BUDGETS = {
 }
 
 
-def cms_exe() -> str:
-    script = Path(sys.executable).with_name("cms")
-    return str(script) if script.exists() else (shutil.which("cms") or "cms")
-
-
 def run_cms(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [cms_exe(), *args],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return cmsrun.run_cms(*args, cwd=cwd, env=env, console=True)
 
 
 def one_line_error(done: subprocess.CompletedProcess[str], code: int) -> str:

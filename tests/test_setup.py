@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cmsrun import CMS, Cms, claude_p, copy_tracked_files
+from cmsrun import Cms, claude_p, copy_tracked_files, run_cms
 from standin import StandIn, first_user_text, text, tool_use
 
 from cms.ops import setup
@@ -80,15 +80,7 @@ def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 def cms(env: dict[str, str], cwd: Path, *args: str, timeout: float = 300) -> Any:
-    return subprocess.run(
-        [*CMS, *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_cms(*args, cwd=cwd, env=env, timeout=timeout)
 
 
 def claude(claude_bin: Path, env: dict[str, str], cwd: Path, *args: str) -> str:

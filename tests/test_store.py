@@ -14,7 +14,6 @@ import json
 import multiprocessing
 import os
 import random
-import shutil
 import stat
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cmsrun
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -118,23 +118,10 @@ def walk_modes(root: Path) -> tuple[list[str], int, int]:
     return bad, dirs, files
 
 
-def cms_exe() -> str:
-    script = Path(sys.executable).with_name("cms")
-    return str(script) if script.exists() else (shutil.which("cms") or "cms")
-
-
 def run_cms(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [cms_exe(), *args],
-        cwd=cwd,
-        env=dict(os.environ) if env is None else env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return cmsrun.run_cms(*args, cwd=cwd, env=env, timeout=60, console=True)
 
 
 @pytest.fixture
