@@ -18,7 +18,13 @@ is done by the caller around it). So the rules of the states sit side by side:
   ``finish`` closes an ended one.
 
 Whatever ends an exchange clears the same fields (:func:`_clear_exchange`): the pids,
-the deadline, the temp folder, the abort request.
+the deadline, the temp folder, the abort request. Those are set only while the record
+is ``running``.
+
+Each transition checks the state it starts from (as supervisor's ``_assertInState``
+does): one that cannot apply raises :class:`cms.base.errors.WrongState`, except those
+documented as returning False (a race the caller expects: the record moved on
+meanwhile), which then leave the record as it was.
 """
 
 from __future__ import annotations
@@ -26,7 +32,23 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from cms.base.errors import WrongState
 from cms.engine.models import SessionRecord, Status, utcnow
+
+#: What an exchange may be started from: anything but a running one.
+STARTABLE = frozenset(s for s in Status if s is not Status.RUNNING)
+#: What an exchange's outcome may be recorded over: its own running record, or one a
+#: reader or ``cms abort`` closed meanwhile (the spend happened all the same).
+ENDABLE = frozenset({Status.RUNNING, Status.INTERRUPTED, Status.ABORTED})
+
+
+def _expect(record: SessionRecord, allowed: frozenset[Status], what: str) -> None:
+    """The transition ``what`` starts from one of ``allowed``, else WrongState."""
+    if record.status not in allowed:
+        raise WrongState(
+            f"session {record.name!r} is {record.status.value}: it cannot {what} now; "
+            f"see `cms show {record.name}`"
+        )
 
 
 def _clear_exchange(record: SessionRecord) -> None:
@@ -49,6 +71,7 @@ def _ended(record: SessionRecord, status: Status, error: str | None) -> None:
 
 def begin(record: SessionRecord, message: str | None = None) -> None:
     """The next exchange starts now: ``running``, its deadline from ``timeout_s``."""
+    _expect(record, STARTABLE, "start an exchange")
     _clear_exchange(record)
     record.status = Status.RUNNING
     record.turn_started_at = utcnow()
@@ -60,6 +83,8 @@ def begin(record: SessionRecord, message: str | None = None) -> None:
 
 def queue(record: SessionRecord, message: str) -> None:
     """The next exchange waits for a free slot (the project's parallel limit)."""
+    _expect(record, STARTABLE, "queue an exchange")
+    _clear_exchange(record)
     record.status = Status.QUEUED
     record.pending_message = message
     record.turn_started_at = utcnow()
@@ -93,8 +118,8 @@ def block(record: SessionRecord, error: str) -> bool:
 
 
 def claim(record: SessionRecord, pid: int, started: int | None) -> None:
-    """The supervisor that owns the exchange names itself."""
-    record.status = Status.RUNNING
+    """The supervisor that owns the exchange names itself (its exchange was begun)."""
+    _expect(record, frozenset({Status.RUNNING}), "be claimed by a supervisor")
     record.pid = pid
     record.pid_started = started
 
@@ -122,6 +147,7 @@ class Outcome:
 def end(record: SessionRecord, outcome: Outcome) -> None:
     """Record the outcome of an exchange: its spend, turns and refusals are settled
     into the session's totals, and the result waits to be read."""
+    _expect(record, ENDABLE, "record an outcome")
     record.settled_cost_usd += outcome.cost_usd
     record.settled_turns += outcome.turns
     record.settled_denials += outcome.denials
@@ -165,18 +191,26 @@ def abort_queued(record: SessionRecord) -> bool:
     return True
 
 
-def request_abort(record: SessionRecord) -> None:
-    """Ask the supervisor (and the child's hook) to stop the running exchange."""
+def request_abort(record: SessionRecord) -> bool:
+    """Ask the supervisor (and the child's hook) to stop the running exchange. False
+    when it is not running (any more)."""
+    if record.status is not Status.RUNNING:
+        return False
     record.abort_requested = True
+    return True
 
 
-def abort(record: SessionRecord) -> None:
-    """A running exchange whose supervisor could not record it: ``aborted``."""
-    if record.status.active:
-        _ended(record, Status.ABORTED, "aborted by cms abort")
+def abort(record: SessionRecord) -> bool:
+    """A running exchange whose supervisor could not record it: ``aborted``. False
+    when it ended meanwhile."""
+    if not record.status.active:
+        return False
+    _ended(record, Status.ABORTED, "aborted by cms abort")
+    return True
 
 
 def finish(record: SessionRecord) -> None:
     """Close an ended session: ``finished``, its result counted as read."""
+    _expect(record, STARTABLE - {Status.QUEUED}, "be finished")
     record.status = Status.FINISHED
     record.result_read = True

@@ -152,7 +152,11 @@ class Supervisor:
         self.reaper = None
 
     def _claim_and_run(self, me: int, started: int | None) -> int:
-        record = self.store.update(self.name, lambda r: lifecycle.claim(r, me, started))
+        try:
+            record = self.store.update(self.name, lambda r: lifecycle.claim(r, me, started))
+        except CmsError as exc:  # aborted or deleted before it began: nothing to run
+            self._log(f"not started: {exc.message}\n")
+            return 1
         try:
             return self._run_turn(record)
         except Exception as exc:  # never leave a running record behind
@@ -499,7 +503,10 @@ class Supervisor:
         # (`cms logs --follow`) then finds the log complete.
         self._log_outcome(status, error)
         outcome = self._outcome(status, error)
-        self.store.update(self.name, lambda r: lifecycle.end(r, outcome))
+        try:
+            self.store.update(self.name, lambda r: lifecycle.end(r, outcome))
+        except CmsError as exc:  # deleted meanwhile (or closed otherwise): said in its log
+            self._log(f"outcome not recorded: {exc.message}\n")
         if self.after is not None:
             try:
                 self.after()
