@@ -41,12 +41,11 @@ from typing import IO, Any
 from cms.base import paths
 from cms.base.errors import CmsError
 from cms.base.paths import ProjectPaths
-from cms.base.vocab import usd
 from cms.engine import claude, lifecycle, procs, seam
 from cms.engine.models import ProjectConfig, SessionRecord, Status
 from cms.engine.store import LockTimeout, Store
 from cms.engine.streamjson import LineFramer, TurnTally, parse_line
-from cms.policy import sandbox
+from cms.policy import budget, sandbox
 
 #: How often the record is rewritten while events stream in (seconds).
 RECORD_EVERY_S = 0.25
@@ -65,6 +64,15 @@ STDERR_TAIL_CHARS = 2000
 #: ``[redacted]`` in every event line before it reaches the log or the record.
 SECRET_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 REDACTED = b"[redacted]"
+
+#: The status an exchange ends with when :func:`budget.judge` stops it.
+STATUS_FOR_REASON = {
+    budget.ABORTED: Status.ABORTED,
+    budget.SESSION_BUDGET: Status.COST_EXCEEDED,
+    budget.SESSION_TURNS: Status.TURNS_EXCEEDED,
+    budget.DEADLINE: Status.TIMED_OUT,
+    budget.PROJECT_CAP: Status.COST_EXCEEDED,
+}
 
 ERROR_FOR_SUBTYPE = {
     "error_max_turns": Status.TURNS_EXCEEDED,
@@ -171,29 +179,34 @@ class Supervisor:
 
     def _money_left(
         self, record: SessionRecord, config: ProjectConfig
-    ) -> tuple[float | None, str | None]:
+    ) -> tuple[float | None, budget.Verdict | None]:
         """What this turn may spend (None: no limit): the least of the session's budget
-        left and the project's; and why it may not start when the project's is spent."""
+        left and the project's; and why it may not start (:func:`budget.judge`)."""
+        cap = config.limits.max_cost_usd
+        spent = self.store.spend() if cap is not None else None
+        verdict = budget.judge(
+            self.name,
+            record.model_dump(),
+            project_spend=spent,
+            project_cap=cap,
+            now=time.time(),
+            starting=True,
+        )
         budget_left = None
         if record.max_cost_usd is not None:
             budget_left = record.max_cost_usd - record.settled_cost_usd
-        cap = config.limits.max_cost_usd
-        if cap is None:
-            return budget_left, None
-        spent = self.store.spend()
-        if spent >= cap:
-            return 0.0, (
-                f"the project's spend {usd(spent)} had reached its cap {usd(cap)} before "
-                f"this turn started; raise it with `cms budget --max-cost USD`"
-            )
+        if cap is None or spent is None:
+            return budget_left, verdict
         project_left = cap - spent
-        return (project_left if budget_left is None else min(budget_left, project_left)), None
+        return (project_left if budget_left is None else min(budget_left, project_left)), verdict
 
     def _run_turn(self, record: SessionRecord) -> int:
         config = self.store.load_project()
-        budget_left, spent_out = self._money_left(record, config)
-        if spent_out:  # e.g. a queued turn whose slot came after the project's cap
-            self._finish(Status.COST_EXCEEDED, spent_out)
+        budget_left, refused = self._money_left(record, config)
+        if refused:  # e.g. a queued turn whose slot came after the project's cap
+            status = STATUS_FOR_REASON[refused.reason]
+            fix = f"; {refused.fix}" if refused.fix else ""
+            self._finish(status, f"{refused.message} before this turn started{fix}")
             return 1
         turns_left = None
         if record.max_turns is not None:
@@ -410,29 +423,25 @@ class Supervisor:
                 "finished (claude was stopped with it)",
             )
         record = self.store.load(self.name)
-        if record.abort_requested:
-            return Stop(Status.ABORTED, "aborted by cms abort")
-        if record.deadline is not None and time.time() >= record.deadline:
-            limit = f"{record.timeout_s:g}s" if record.timeout_s else "its deadline"
-            return Stop(Status.TIMED_OUT, f"the turn ran past its timeout of {limit}")
         spend = record.settled_cost_usd + self.tally.estimated_cost_usd
-        if record.max_cost_usd is not None and spend >= record.max_cost_usd:
-            return Stop(
-                Status.COST_EXCEEDED,
-                f"spend {usd(spend)} reached the session budget {usd(record.max_cost_usd)}",
-            )
+        cap, total = None, None
         now = time.monotonic()
         if now - self._last_cap_check >= PROJECT_CAP_EVERY_S:
             self._last_cap_check = now
             cap = self.store.load_project().limits.max_cost_usd
             if cap is not None:
                 total = self.store.spend(exclude=self.name) + spend
-                if total >= cap:
-                    return Stop(
-                        Status.COST_EXCEEDED,
-                        f"the project's spend {usd(total)} reached its cap {usd(cap)}",
-                    )
-        return None
+        verdict = budget.judge(
+            self.name,
+            {**record.model_dump(), "cost_usd": spend},
+            project_spend=total,
+            project_cap=cap,
+            now=time.time(),
+            starting=False,
+        )
+        if verdict is None:
+            return None
+        return Stop(STATUS_FOR_REASON[verdict.reason], verdict.message)
 
     def _kill_child(self) -> None:
         if self.engine is not None:

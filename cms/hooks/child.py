@@ -28,7 +28,6 @@ allows by printing nothing.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -37,6 +36,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
 from cms.base import paths, vocab
+from cms.policy import budget
 from cms.policy import decide as policy
 
 #: A hook handler reads the event's JSON from ``stdin`` and returns what to print on
@@ -86,49 +86,42 @@ def _one_line(text: str, limit: int = 160) -> str:
 def _number(data: Mapping[str, Any], key: str) -> float | None:
     """A finite number field, or None when absent; any other value is a Refusal (a
     budget that is not a number would otherwise switch the limit off)."""
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise Refusal(f"{key} = {value!r} in its record is not a finite number")
-    return float(value)
+    try:
+        return budget.number(data, key)
+    except budget.Unreadable as exc:
+        raise Refusal(str(exc)) from None
 
 
-def session_stop_reason(name: str, record: Mapping[str, Any], now: float) -> str | None:
-    """Why the session's own record says every tool call must stop (None: it does not)."""
-    if record.get("status") == "aborted" or record.get("abort_requested") is True:
-        return f"cms: session '{name}' was aborted; stop now and end your turn"
-    cost, max_cost = _number(record, "cost_usd"), _number(record, "max_cost_usd")
-    if max_cost is not None and (cost or 0.0) >= max_cost:
-        return (
-            f"cms: session '{name}' has spent {vocab.usd(cost or 0.0)} of its "
-            f"{vocab.usd(max_cost)} budget; stopping"
+def stop_reason(
+    name: str, record: Mapping[str, Any], project_paths: paths.ProjectPaths, now: float
+) -> str | None:
+    """Why every tool call of the session must stop (None: it may go on), as
+    :func:`cms.policy.budget.judge` finds it over the record and the project's spend."""
+    cap = project_cap(project_paths)
+    spent = project_spend(project_paths) if cap is not None else None
+    try:
+        verdict = budget.judge(
+            name, record, project_spend=spent, project_cap=cap, now=now, starting=False
         )
-    # The CLI enforces --max-turns itself and still runs the tool calls of the last turn;
-    # this only catches a session that is already past its limit.
-    turns, max_turns = _number(record, "turns"), _number(record, "max_turns")
-    if max_turns is not None and turns is not None and turns > max_turns:
-        return f"cms: session '{name}' has used {turns:g} of its {max_turns:g} turns; stopping"
-    deadline = _number(record, "deadline")
-    if deadline is not None and now >= deadline:
-        return (
-            f"cms: session '{name}' is past its deadline (the turn's timeout ran out "
-            f"{now - deadline:.0f}s ago); stopping"
-        )
-    return None
+    except budget.Unreadable as exc:
+        raise Refusal(str(exc)) from None
+    return verdict.for_child() if verdict else None
 
 
-def project_stop_reason(project_paths: paths.ProjectPaths) -> str | None:
-    """Why the project's spend cap stops every session (None: no cap, or not reached)."""
+def project_cap(project_paths: paths.ProjectPaths) -> float | None:
+    """The project's spend cap (None: none set)."""
     config = _load_toml(str(project_paths.project_file), "project file", missing_ok=True)
     limits = config.get("limits") if config else None
     if limits is None:
         return None
     if not isinstance(limits, dict):
         raise Refusal(f"[limits] in {project_paths.project_file} is not a table")
-    cap = _number(limits, "max_cost_usd")
-    if cap is None:
-        return None
+    return _number(limits, "max_cost_usd")
+
+
+def project_spend(project_paths: paths.ProjectPaths) -> float:
+    """Every session's spend together, from their records (the store's sum, read here
+    without the store)."""
     total = 0.0
     sessions_dir = str(project_paths.sessions_dir)
     try:
@@ -141,12 +134,7 @@ def project_stop_reason(project_paths: paths.ProjectPaths) -> str | None:
         record = _load_toml(os.path.join(sessions_dir, entry), "session record", missing_ok=True)
         if record:
             total += _number(record, "cost_usd") or 0.0
-    if total >= cap:
-        return (
-            f"cms: the project has spent {vocab.usd(total)} of its {vocab.usd(cap)} cap over "
-            f"all sessions; stopping"
-        )
-    return None
+    return total
 
 
 # ------------------------------------------------------------------------ events
@@ -237,7 +225,7 @@ def _decide(name: str, raw: bytes, env: Mapping[str, str], now: float) -> str:
     project_paths = paths.ProjectPaths.for_project(project, home)
     record = _load_toml(str(project_paths.session_file(name)), "session record")
     assert record is not None
-    reason = session_stop_reason(name, record, now) or project_stop_reason(project_paths)
+    reason = stop_reason(name, record, project_paths, now)
     if reason is None and (home / "capped" / project_paths.key).exists():
         from cms.hooks import caps  # only in a project with caps over all of Claude Code
 

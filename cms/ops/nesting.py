@@ -135,23 +135,15 @@ def new_depth(caller: SessionRecord | None) -> int:
     return 1 if caller is None else caller.depth + 1
 
 
-def check_can_start(
-    project: Project, config: ProjectConfig, caller: SessionRecord | None = None
-) -> None:
+def check_depth(caller: SessionRecord, config: ProjectConfig) -> None:
+    """A child at the project's maximum depth may not start sessions (exit 2). The
+    budgets a start needs are :func:`cms.policy.budget.judge`'s."""
     depth = new_depth(caller) - 1
-    if caller is not None and depth >= config.limits.max_depth:
+    if depth >= config.limits.max_depth:
         raise BadInput(
             f"session {caller.name!r} is at nesting depth {depth}, the project's maximum "
             f"(max_depth={config.limits.max_depth}); do the work here instead of delegating"
         )
-    cap = config.limits.max_cost_usd
-    if cap is not None:
-        spent = project.store.spend()
-        if spent >= cap:
-            raise BudgetExhausted(
-                f"the project's spend {vocab.usd(spent)} has reached its cap {vocab.usd(cap)}; "
-                "raise it with `cms budget --max-cost USD`"
-            )
 
 
 def refuse_in_child(project: Project, what: str) -> None:

@@ -10,8 +10,9 @@ records the outcome. Everything a start needs is checked before the record chang
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ from cms.ops.checks import (
 from cms.ops.nesting import (
     budget_left,
     calling_session,
-    check_can_start,
+    check_depth,
     check_steer,
     nested_limits,
     new_depth,
@@ -66,7 +67,7 @@ from cms.ops.nesting import (
 from cms.ops.project import Project
 from cms.ops.sessions import Progress, get_session, kick_queue, wait_sessions
 from cms.ops.worktrees import check_worktree_possible, make_worktree
-from cms.policy import sandbox
+from cms.policy import budget, sandbox
 
 
 def _locate_claude(project: Project) -> claude.ClaudeBinary:
@@ -95,11 +96,54 @@ def _check_sandbox(
         raise EnvironmentProblem(too_old)
 
 
-def _check_runnable(project: Project, record: SessionRecord) -> None:
-    """What must hold before any turn of ``record`` starts: claude there and signed in,
-    the preset runnable as this user, its sandbox available."""
-    claude.check_preset_runnable(record.preset)
-    _check_sandbox(project, record.preset, record.sandbox, _locate_claude(project))
+def _judge(project: Project, name: str, fields: Mapping[str, Any], config: ProjectConfig) -> None:
+    """May an exchange of ``name`` start, by :func:`cms.policy.budget.judge` (its
+    budget and turns, the project's cap), the judgement the supervisor and the hook
+    make too; BudgetExhausted with its one line when not."""
+    cap = config.limits.max_cost_usd
+    verdict = budget.judge(
+        name,
+        fields,
+        project_spend=project.store.spend() if cap is not None else None,
+        project_cap=cap,
+        now=time.time(),
+        starting=True,
+    )
+    if verdict is not None:
+        raise BudgetExhausted(verdict.for_user())
+
+
+def _check_start(
+    project: Project,
+    name: str,
+    fields: Mapping[str, Any],
+    *,
+    preset: Preset,
+    sandboxed: bool,
+    local: bool = True,
+    caller: SessionRecord | None = None,
+    config: ProjectConfig | None = None,
+) -> None:
+    """The one precondition pipeline of every start, before any record changes, in
+    this order: the judgement (:func:`_judge`); the nesting depth of the child that
+    starts a new session (``caller``); the preset runnable as this user, claude there
+    and signed in, and (``local``: not on a Docker host) its sandbox available (exit
+    3 when not)."""
+    config = config or project.store.load_project()
+    _judge(project, name, fields, config)
+    if caller is not None:
+        check_depth(caller, config)
+    claude.check_preset_runnable(preset)
+    binary = _locate_claude(project)
+    if local:
+        _check_sandbox(project, preset, sandboxed, binary)
+
+
+def _check_existing(project: Project, record: SessionRecord) -> None:
+    """:func:`_check_start` for the next exchange of ``record``."""
+    _check_start(
+        project, record.name, record.model_dump(), preset=record.preset, sandboxed=record.sandbox
+    )
 
 
 @dataclass
@@ -167,11 +211,17 @@ def spawn_session(
         raise BadInput("the message is empty: say what the session should do")
     if options.after and prompt is None:
         raise BadInput("--after holds back a first turn: give the prompt to run after them")
-    claude.check_preset_runnable(chosen.preset)
-    check_can_start(project, config, caller)
-    binary = _locate_claude(project)  # exit 3 before any record exists
-    if host is None:  # on a Docker host the container is the boundary
-        _check_sandbox(project, chosen.preset, options.sandbox, binary)
+    new = {"max_cost_usd": chosen.max_cost, "max_turns": chosen.max_turns}
+    _check_start(  # exit 3 before any record exists
+        project,
+        name or "(new)",
+        new,
+        preset=chosen.preset,
+        sandboxed=options.sandbox,
+        local=host is None,  # on a Docker host the container is the boundary
+        caller=caller,
+        config=config,
+    )
     project.store.ensure_dirs()
     if name is None:
         name = name_from_task(task, [r.name for r in project.store.list().records])
@@ -323,22 +373,8 @@ def delegate(project: Project, task: str, name: str | None, options: Options) ->
     return spawn_session(project, name, task, options, prompt=task)
 
 
-def _budget_problem(record: SessionRecord) -> str | None:
-    if record.max_cost_usd is not None and record.cost_usd >= record.max_cost_usd:
-        return (
-            f"session {record.name!r} has spent {vocab.usd(record.cost_usd)} of its "
-            f"{vocab.usd(record.max_cost_usd)} budget; raise it with "
-            f"`cms continue {record.name} MESSAGE --add-cost USD`"
-        )
-    if record.max_turns is not None and record.turns >= record.max_turns:
-        return (
-            f"session {record.name!r} has used {record.turns} of its {record.max_turns} "
-            f"turns; raise them with `cms continue {record.name} MESSAGE --add-turns N`"
-        )
-    return None
-
-
 def _check_sendable(record: SessionRecord) -> None:
+    """The states ``send`` and ``continue`` start the next exchange from."""
     name = record.name
     if record.status in (Status.RUNNING, Status.QUEUED):
         raise WrongState(
@@ -357,9 +393,6 @@ def _check_sendable(record: SessionRecord) -> None:
             f"once they have completed, start it with `cms resume {name}`"
         )
     assert record.status in SENDABLE
-    problem = _budget_problem(record)
-    if problem:
-        raise BudgetExhausted(problem)
 
 
 def send_message(project: Project, name: str, message: str) -> SessionRecord:
@@ -369,8 +402,7 @@ def send_message(project: Project, name: str, message: str) -> SessionRecord:
     record = get_session(project, name)
     check_steer(project, record)
     _check_sendable(record)
-    check_can_start(project, project.store.load_project())
-    _check_runnable(project, record)
+    _check_existing(project, record)
     return _start_exchange(project, record.name, message, seen=record)
 
 
@@ -424,6 +456,7 @@ def continue_task(
         if more_turns is not None and trial.max_turns is not None:
             trial.max_turns = max(trial.max_turns, trial.turns) + more_turns
         _check_sendable(trial)  # refuse before changing anything
+        _judge(project, trial.name, trial.model_dump(), project.store.load_project())
 
         def raise_budget(r: SessionRecord) -> None:
             r.max_cost_usd = trial.max_cost_usd
@@ -466,12 +499,8 @@ def resume_session(
             f"stopped before Claude Code saved it); start over from its task with "
             f"`cms resume {name} --fresh`"
         )
-    problem = _budget_problem(record)
-    if problem:
-        raise BudgetExhausted(problem)
     check_steer(project, record)
-    check_can_start(project, project.store.load_project())
-    _check_runnable(project, record)
+    _check_existing(project, record)
     if fresh:
         text = message or record.task
 
@@ -502,11 +531,7 @@ def _resume_after(project: Project, record: SessionRecord, message: str | None) 
     verdict = dependencies.judge(record, by_name, project.store.exists)
     if verdict.state == dependencies.BLOCKED:
         raise WrongState(f"session {record.name!r} cannot start: {verdict.why}; {verdict.fix}")
-    problem = _budget_problem(record)
-    if problem:
-        raise BudgetExhausted(problem)
-    check_can_start(project, project.store.load_project())
-    _check_runnable(project, record)
+    _check_existing(project, record)
     text = message or record.pending_message or record.task
     with launcher.queue_locked(project.store):
         current = project.store.load(record.name)
@@ -541,8 +566,15 @@ def fork_session(
         preset, max_cost, max_turns = nested_limits(
             project, caller, preset, True, max_cost, max_turns
         )
-    check_can_start(project, config, caller)
-    _check_runnable(project, src)
+    _check_start(
+        project,
+        name,
+        {"max_cost_usd": max_cost, "max_turns": max_turns},
+        preset=src.preset,
+        sandboxed=src.sandbox,
+        caller=caller,
+        config=config,
+    )
     chosen = _Settings(preset, src.model, max_cost, max_turns, src.timeout_s, src.cwd)
     record = _new_record(
         name,
