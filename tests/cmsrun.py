@@ -19,7 +19,8 @@ CMS = [sys.executable, "-m", "cms.ui.cli"]
 #: The cms modules the child's hook (``cms.hooks.child``) loads: the standard-library
 #: hook path. ``cms hook EVENT`` through the console script adds only its dispatch.
 HOOK_PATH = frozenset({
-    "cms", "cms.hooks", "cms.hooks.child", "cms.base", "cms.base.paths", "cms.base.vocab",
+    "cms", "cms.hooks", "cms.hooks.child", "cms.hooks.events", "cms.base", "cms.base.paths",
+    "cms.base.vocab",
     "cms.policy", "cms.policy.budget", "cms.policy.decide", "cms.policy.edit", "cms.policy.rules",
     "cms.policy.commands", "cms.policy.places", "cms.policy.review", "cms.policy.shell",
 })  # fmt: skip

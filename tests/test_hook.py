@@ -7,6 +7,8 @@ must read what the store writes without pydantic), into a CMS_HOME under tmp_pat
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import io
 import json
 import os
@@ -404,13 +406,30 @@ def test_hook_runs_without_site_packages(child: Child) -> None:
     assert "aborted" in denial(done)
 
 
-def test_handlers_are_registered() -> None:
-    assert set(hook.HANDLERS) == {"pre-tool-use"}
-    assert set(hook.PARENT_EVENTS) == {"session-start", "stop"}
-    # The slash commands need the API: the UI runs them (cms.ui.slash), not the hooks.
-    from cms.ui import hookrun
+def test_handlers_are_registered_in_one_table() -> None:
+    from cms.hooks import events
 
-    assert hookrun.HOOK_MODULES["user-prompt-submit"] == "cms.ui.slash"
+    modules = {event: h.handler.split(":")[0] for event, h in events.EVENTS.items()}
+    assert modules == {
+        "pre-tool-use": "cms.hooks.child",
+        "session-start": "cms.hooks.parent",
+        "stop": "cms.hooks.parent",
+        # The slash commands need the API: the UI runs them (cms.ui.slash), not the
+        # hooks; the standard-library part of the event is the parent's line.
+        "user-prompt-submit": "cms.ui.slash",
+        "guide": "cms.hooks.parent",
+    }
+    assert events.EVENTS["user-prompt-submit"].light == "cms.hooks.parent:user_prompt_submit"
+    assert [e for e, h in events.EVENTS.items() if h.in_child] == ["pre-tool-use"]
+    # One handler type: the raw input and the environment in, the output out.
+    for h in events.EVENTS.values():
+        for light in (False, True):
+            handler = events.handler_of(h, light)
+            assert list(inspect.signature(handler).parameters)[:2] == ["raw", "env"]
+    # No other table: the module entries and `cms hook` all run this one.
+    for module in ("cms.hooks.child", "cms.hooks.parent", "cms.ui.slash", "cms.ui.hookrun"):
+        source = Path(importlib.import_module(module).__file__ or "").read_text()
+        assert "HANDLERS" not in source and "HOOK_MODULES" not in source, module
 
 
 def _fresh_modules(code: str) -> set[str]:

@@ -4,7 +4,6 @@ answer with the same message."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -53,7 +52,7 @@ def _hook(project: Path) -> str:
     call = {"tool_name": "Read", "tool_input": {"file_path": str(project / "README.md")},
             "cwd": str(project), "hook_event_name": "PreToolUse"}  # fmt: skip
     env = {**os.environ, "CMS_SESSION": NAME, "CMS_PROJECT": str(project)}
-    out = child.pre_tool_use(io.BytesIO(json.dumps(call).encode()), env)
+    out = child.pre_tool_use(json.dumps(call).encode(), env)
     return json.loads(out)["hookSpecificOutput"]["permissionDecisionReason"] if out else ""
 
 

@@ -32,26 +32,13 @@ import os
 import sys
 import time
 import tomllib
-from collections.abc import Callable, Mapping
-from typing import Any, BinaryIO
+from collections.abc import Mapping
+from typing import Any
 
 from cms.base import paths, vocab
+from cms.hooks import events
 from cms.policy import budget
 from cms.policy import decide as policy
-
-#: A hook handler reads the event's JSON from ``stdin`` and returns what to print on
-#: stdout ("" for nothing). Handlers must not print themselves.
-Handler = Callable[[BinaryIO, Mapping[str, str]], str]
-
-
-def _warn(message: str) -> None:
-    # Claude Code shows a hook's stderr in verbose/debug output only; it never reaches
-    # the model, so this is for whoever debugs a session.
-    try:
-        sys.stderr.write(f"cms hook: {message}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
 
 
 class Refusal(Exception):
@@ -140,18 +127,6 @@ def project_spend(project_paths: paths.ProjectPaths) -> float:
 # ------------------------------------------------------------------------ events
 
 
-def _deny(reason: str) -> str:
-    return json.dumps(
-        {
-            "hookSpecificOutput": {
-                "hookEventName": "PreToolUse",
-                "permissionDecision": "deny",
-                "permissionDecisionReason": reason,
-            }
-        }
-    )
-
-
 def _unreadable(value: Any, where: str = "tool_input") -> str | None:
     """Where the call holds text the checker cannot read faithfully: a NUL (the shell
     and the kernel stop a path or an argument there, the checker would not) or a lone
@@ -200,7 +175,7 @@ def _call(raw: bytes) -> tuple[str, dict[str, Any], str | None]:
     return tool_name, tool_input, shell_cwd or None
 
 
-def pre_tool_use(stdin: BinaryIO, env: Mapping[str, str], now: float | None = None) -> str:
+def pre_tool_use(raw: bytes, env: Mapping[str, str], now: float | None = None) -> str:
     """The PreToolUse decision: "" to allow, a deny JSON object to deny.
 
     In a session cms does not manage (no ``CMS_SESSION``) it allows at once. In a
@@ -208,13 +183,11 @@ def pre_tool_use(stdin: BinaryIO, env: Mapping[str, str], now: float | None = No
     name = env.get("CMS_SESSION", "")
     if not name:
         return ""  # not a session cms manages (the user's own session)
-    # Read all of stdin before deciding: Claude Code writes the whole call (a Write's
-    # content too) and should never meet a closed pipe.
-    raw = stdin.read()
     try:
         return _decide(name, raw, env, time.time() if now is None else now)
     except Refusal as refusal:
-        return _deny(f"cms: denied because {refusal}; the call was not checked, so it is refused")
+        reason = f"cms: denied because {refusal}; the call was not checked, so it is refused"
+        return events.deny(reason)
 
 
 def _decide(name: str, raw: bytes, env: Mapping[str, str], now: float) -> str:
@@ -231,7 +204,7 @@ def _decide(name: str, raw: bytes, env: Mapping[str, str], now: float) -> str:
 
         reason = caps.child_reason(raw, env, now)
     if reason is not None:
-        return _deny(reason)
+        return events.deny(reason)
     tool_name, tool_input, shell_cwd = _call(raw)
     preset = record.get("preset", "edit")
     if not isinstance(preset, str):
@@ -253,59 +226,13 @@ def _decide(name: str, raw: bytes, env: Mapping[str, str], now: float) -> str:
         # Records written before the sandbox existed lack the key: strict, as they ran.
         sandboxed=record.get("sandbox") is True,
     )
-    return "" if decision.allow else _deny(decision.reason)
-
-
-HANDLERS: Mapping[str, Handler] = {
-    "pre-tool-use": pre_tool_use,
-}
-#: Hooks of the parent session live in cms.hooks.parent (also standard library only).
-PARENT_EVENTS = ("session-start", "stop")
+    return "" if decision.allow else events.deny(decision.reason)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the hook for ``argv[0]`` (an event name); always exits 0.
-
-    Exit status 2 would make Claude Code block the call, so even a usage error returns
-    0: a misconfigured hook must not stop the session.
-    """
-    args = sys.argv[1:] if argv is None else argv
-    event = args[0] if args else ""
-    if event in PARENT_EVENTS:
-        from cms.hooks import parent as parent_hooks
-
-        return parent_hooks.main([event])
-    managed = bool(os.environ.get("CMS_SESSION"))
-    try:
-        handler = HANDLERS.get(event)
-        if handler is None:
-            _warn(f"unknown hook event {event!r} (expected one of {', '.join(HANDLERS)})")
-            if managed:
-                _emit(_deny(f"cms: the cms hook was called for an unknown event {event!r}"))
-            return 0
-        output = handler(sys.stdin.buffer, os.environ)
-    except Exception as exc:
-        # In the user's own session a bug must never block the work; inside a managed
-        # child it must never let a call through unchecked.
-        what = f"{type(exc).__name__}: {_one_line(str(exc), 120)}"
-        if not managed:
-            _warn(f"internal error in the {event} hook ({what}); allowing")
-            return 0
-        _warn(f"internal error in the {event} hook ({what}); denying")
-        output = _deny(
-            f"cms: denied because the cms hook failed ({what}); the call was not checked"
-        )
-    _emit(output)
-    return 0
-
-
-def _emit(output: str) -> None:
-    if output:
-        try:
-            sys.stdout.write(output + "\n")
-            sys.stdout.flush()
-        except (OSError, ValueError):
-            pass
+    """``python -m cms.hooks.child EVENT``: the hook of the one table
+    (:mod:`cms.hooks.events`), standard library only; always exits 0."""
+    return events.main(argv, light=True)
 
 
 if __name__ == "__main__":

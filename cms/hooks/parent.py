@@ -30,13 +30,14 @@ import os
 import shlex
 import sys
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cms.base import paths, vocab
 from cms.engine import notices, procs
+from cms.hooks import events
 
 ACTIVE = vocab.ACTIVE
 ENDED = vocab.ENDED
@@ -109,7 +110,16 @@ def _context(parts: list[str]) -> str:
     return json.dumps(output)
 
 
-def guide_only(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
+def read_event(raw: bytes) -> dict[str, Any]:
+    """The hook's JSON object (an empty input is an empty event); ValueError when it
+    is not an object, which fails the hook open."""
+    event = json.loads(raw or b"{}")
+    if not isinstance(event, dict):
+        raise ValueError("hook input is not a JSON object")
+    return event
+
+
+def guide_only(raw: bytes, env: Mapping[str, str]) -> str:
     """What ``session-start`` prints when no session needs the parent: the guide alone.
     The plugin's hook script keeps it in its data folder and prints it without
     starting Python while the project has nothing to report (scripts/cms-hook)."""
@@ -117,9 +127,10 @@ def guide_only(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
     return _context([guide] if guide else [])
 
 
-def session_start(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
+def session_start(raw: bytes, env: Mapping[str, str]) -> str:
     if env.get("CMS_SESSION"):
         return ""  # a cms child: no guide, no recovery note
+    event = read_event(raw)
     records = _records(env, event.get("cwd") if isinstance(event.get("cwd"), str) else None)
     pending = [
         r
@@ -172,7 +183,8 @@ def _mark_held(folder: Path, records: list[dict[str, Any]], kind: str) -> None:
         os.close(os.open(folder / f"{record.get('name')}.{kind}", os.O_CREAT | os.O_WRONLY, 0o600))
 
 
-def stop(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
+def stop(raw: bytes, env: Mapping[str, str]) -> str:
+    event = read_event(raw)
     if event.get("stop_hook_active") or attended(env):
         return ""  # never twice in a row; never an extra turn for a person
     parent = event.get("session_id")
@@ -222,8 +234,13 @@ def _told(note: Mapping[str, Any], here: Path) -> str:
     return f"cms: session {name} ended {status} (cost {spent}); {read} with `{command}`."
 
 
-def user_prompt_submit(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
+def user_prompt_submit(raw: bytes, env: Mapping[str, str]) -> str:
     """One line per session of this parent that ended since it was last told."""
+    return told_of_endings(read_event(raw), env)
+
+
+def told_of_endings(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    """:func:`user_prompt_submit` of an event already read."""
     parent = event.get("session_id")
     if not isinstance(parent, str) or not parent:
         parent = env.get("CLAUDE_CODE_SESSION_ID", "")
@@ -247,42 +264,10 @@ def user_prompt_submit(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
     return json.dumps(output)
 
 
-#: A hook of the user's session: the event's JSON in, what to print out ("": nothing).
-Handler = Callable[[Mapping[str, Any], Mapping[str, str]], str]
-
-HANDLERS: Mapping[str, Handler] = {
-    "session-start": session_start,
-    "stop": stop,
-    "user-prompt-submit": user_prompt_submit,
-    "guide": guide_only,
-}
-
-
-def run_user_hook(handlers: Mapping[str, Handler], argv: list[str] | None = None) -> int:
-    """Run the hook of the user's session named by ``argv[0]``: its JSON on stdin, its
-    output on stdout. Any failure prints nothing (the user's work goes on) and says why
-    on stderr: in the user's own session cms fails open."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0] not in handlers:
-        sys.stderr.write(f"cms hook: unknown event {args!r}; use {', '.join(handlers)}\n")
-        return 0
-    try:
-        event = json.loads(sys.stdin.buffer.read() or b"{}")
-        if not isinstance(event, dict):
-            raise ValueError("hook input is not a JSON object")
-        output = handlers[args[0]](event, os.environ)
-    except Exception as exc:  # never break the user's session
-        sys.stderr.write(f"cms hook {args[0]}: {type(exc).__name__}: {exc}\n")
-        return 0
-    if output:
-        sys.stdout.write(output + "\n")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run one parent hook (``session-start``, ``stop``, ``user-prompt-submit``;
-    ``guide``: the guide alone)."""
-    return run_user_hook(HANDLERS, argv)
+    """``python -m cms.hooks.parent EVENT``: a hook of the user's session from the one
+    table (:mod:`cms.hooks.events`), its standard-library part; fails open."""
+    return events.main(argv, light=True)
 
 
 if __name__ == "__main__":

@@ -33,11 +33,12 @@ from typing import Any
 
 from cms import ops
 from cms.base import paths
-from cms.base.errors import CmsError
+from cms.base.errors import BadInput, CmsError
 from cms.base.vocab import usd
 from cms.engine.models import SessionRecord
-from cms.hooks.parent import run_user_hook
-from cms.hooks.parent import user_prompt_submit as tell_parent
+from cms.hooks import events
+from cms.hooks.parent import read_event
+from cms.hooks.parent import told_of_endings as tell_parent
 
 #: How long one wait call that the parent model makes lasts at most (seconds): under
 #: the 120 s after which Claude Code may move a Bash command (or an MCP call) to the
@@ -193,7 +194,7 @@ def describe(
 def _split_name(text: str) -> tuple[str, str]:
     match = re.match(r"\s*(\S+)\s?", text)
     if match is None:
-        raise CmsError("give the session's name first", 2)
+        raise BadInput("give the session's name first")
     return match.group(1), text[match.end() :]
 
 
@@ -266,7 +267,7 @@ def _dispatch(
     if command == "fork":
         new, message = _split_name(rest)
         return turn(lambda p: ops.fork_session(p, name, new, message or None), "fork")
-    raise CmsError(f"unknown command {command!r}", 2)
+    raise BadInput(f"unknown command {command!r}")
 
 
 def _number(value: str | None, option: str, kind: type) -> Any:
@@ -275,12 +276,13 @@ def _number(value: str | None, option: str, kind: type) -> Any:
     try:
         return kind(value)
     except ValueError:
-        raise CmsError(f"invalid {option} {value!r}: give a number", 2) from None
+        raise BadInput(f"invalid {option} {value!r}: give a number") from None
 
 
-def user_prompt_submit(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
+def user_prompt_submit(raw: bytes, env: Mapping[str, str]) -> str:
     """The hook's output for one prompt: the command's outcome as additional context,
     or nothing when the prompt is not a cms command."""
+    event = read_event(raw)
     prompt = event.get("prompt")
     if not isinstance(prompt, str):
         return ""
@@ -304,7 +306,7 @@ def user_prompt_submit(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m cms.ui.slash user-prompt-submit``: the hook JSON on stdin; fails
     open like the other hooks of the user's session."""
-    return run_user_hook({"user-prompt-submit": user_prompt_submit}, argv)
+    return events.main(argv)
 
 
 if __name__ == "__main__":
