@@ -7,6 +7,8 @@ Standard library only: it is on the path of every hook call that comes through t
 
 from __future__ import annotations
 
+import sys
+
 
 def run_hook(event: str) -> int:
     """Run one hook event (its JSON on stdin), with the whole of its handler: ``cms``
@@ -15,3 +17,7 @@ def run_hook(event: str) -> int:
     from cms.hooks import events
 
     return events.main([event])
+
+
+if __name__ == "__main__":  # scripts/cms-hook: python -m cms.ui.hookrun EVENT
+    sys.exit(run_hook(sys.argv[1] if len(sys.argv) == 2 else ""))
