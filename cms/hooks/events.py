@@ -3,9 +3,10 @@
 Claude Code runs a hook as a command with the event's JSON on stdin; it reads what the
 command prints. Every entry point of cms's hooks ends here: ``cms hook EVENT`` (the
 console script, :mod:`cms.ui.hookrun`), ``python -m cms.hooks.child EVENT`` (the
-child's ``--settings`` hook), ``python -m cms.hooks.parent EVENT``, and what ``scripts/cms-hook`` runs once its
-shell tests found work: ``python -m cms.hooks.events EVENT`` (standard library) or
-``python -m cms.ui.hookrun EVENT`` (with the API).
+child's ``--settings`` hook), ``python -m cms.hooks.parent EVENT``, and what
+``scripts/cms-hook`` runs once its shell tests found work: ``python -m
+cms.hooks.events EVENT`` (standard library) or ``python -m cms.ui.hookrun EVENT``
+(with the API).
 Each :class:`Hook` names its handler as ``module:function``, imported only when its
 event comes, so an event costs only its own modules; every handler has one type,
 :data:`Handler`: the raw stdin in, what to print out ("" for nothing).
