@@ -9,7 +9,7 @@ until every holder of their pipe closes it, so the detached process must hold no
 
 The queue: at most ``limits.max_parallel`` sessions of a project run at once. A session
 over the limit is recorded ``queued`` with its message; whenever a turn ends (and on any
-listing or read of a queued session) :func:`start_queued` starts the oldest queued
+:func:`cms.ops.reconcile` of a command) :func:`start_queued` starts the oldest queued
 sessions while slots are free, under a project-wide lock so two finishing supervisors
 never start the same session twice. Queued sessions that run after others (``--after``)
 are settled first, under the same lock (:mod:`cms.engine.dependencies`): released to

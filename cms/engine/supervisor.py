@@ -17,7 +17,7 @@ without harm. It owns the exchange from start to recorded outcome:
 - then calls back the launcher, which starts queued sessions if a slot is free.
 
 If the supervisor itself dies, the record still says ``running`` with a pid that is
-no longer alive: every reader then shows the session as ``interrupted``.
+no longer alive: the next :func:`cms.ops.reconcile` records it ``interrupted``.
 """
 
 from __future__ import annotations

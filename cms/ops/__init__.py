@@ -44,6 +44,7 @@ from cms.ops.sessions import (
     list_sessions,
     predecessors,
     read_log,
+    reconcile,
     wait_sessions,
 )
 from cms.ops.turns import (
@@ -64,6 +65,6 @@ __all__ = [
     "continue_task", "cost_report", "delegate", "delete_session", "diff_session", "doctor",
     "finish_session", "fork_session", "get_session", "list_sessions", "make_options",
     "merge_session", "name_from_task", "open_project", "overview", "overviews", "predecessors",
-    "project_budget", "read_log", "resume_session", "run_and_wait", "sandbox_settings",
+    "project_budget", "read_log", "reconcile", "resume_session", "run_and_wait", "sandbox_settings",
     "send_message", "spawn_session", "wait_sessions",
 ]  # fmt: skip

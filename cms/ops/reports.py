@@ -23,7 +23,7 @@ from cms.hooks.prices import PRICED_ON
 from cms.ops.checks import check_cost
 from cms.ops.nesting import refuse_in_child
 from cms.ops.project import Project
-from cms.ops.sessions import kick_queue, list_sessions
+from cms.ops.sessions import RECONCILE_EVERY_S, kick_queue, list_sessions, reconcile
 from cms.ops.spending import (
     CAP_OPTIONS,
     CapsReport,
@@ -243,6 +243,10 @@ def overview(project: Project) -> Overview:
 def overviews(project: Project, interval_s: float) -> Iterator[Overview]:
     """The overview now and then again every ``interval_s`` seconds, for as long as
     the caller reads (``cms watch --json --interval S``)."""
+    last = time.monotonic()
     while True:
         yield overview(project)
         time.sleep(interval_s)
+        if time.monotonic() - last >= RECONCILE_EVERY_S:  # the command's own repair
+            reconcile(project)
+            last = time.monotonic()

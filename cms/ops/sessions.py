@@ -1,8 +1,13 @@
-"""Reading, waiting for, stopping and removing sessions.
+"""Reading, waiting for, stopping and removing sessions, and :func:`reconcile`.
 
 Waiting is polling the record, so a waiter can come and go (another terminal, a later
 conversation) without affecting the exchange. Nothing here prints; failures are
 :class:`cms.base.errors.CmsError`, raised before anything is changed.
+
+Reading a record never changes it (:func:`get_session`, :func:`list_sessions`,
+:func:`predecessors` read and nothing else). What a dead supervisor left behind and a
+queue that nobody advanced are put right by one explicit step, :func:`reconcile`,
+which the commands call where they start (docs/DESIGN.md, "Reconciling").
 """
 
 from __future__ import annotations
@@ -39,16 +44,46 @@ POLL_S = 0.02
 ABORT_LOCK_S = 2.0
 #: How often a waiter reads the records even when their files did not change.
 FULL_READ_S = 0.5
-#: How often a waiter re-checks the queue in case every supervisor died.
-QUEUE_KICK_S = 2.0
+#: How often a long-running command (``wait``, ``watch``) reconciles (seconds): a
+#: supervisor that died is seen this soon, and a queue whose every supervisor died moves.
+RECONCILE_EVERY_S = 2.0
 
 Progress = Callable[[list[SessionRecord]], None]
 
 
-def refresh(project: Project, record: SessionRecord) -> SessionRecord:
-    """Show a running session whose supervisor is gone as interrupted (and record it)."""
-    if record.status is not Status.RUNNING or launcher.supervisor_alive(record):
-        return record
+@dataclass
+class Reconciled:
+    """What :func:`reconcile` moved."""
+
+    #: Running sessions whose supervisor was gone: now ``interrupted``.
+    interrupted: list[str]
+    #: Queued sessions it started (a slot had freed with nobody left to notice).
+    started: list[str]
+
+
+def reconcile(project: Project) -> Reconciled:
+    """The one code path that repairs the project's sessions: a ``running`` one whose
+    supervisor is gone becomes ``interrupted``, with what it left (claude, the
+    processes of its turn, its temp folder) stopped and removed; then queued sessions
+    start while slots are free (those that run after others settled first). Never
+    fails a command: what it cannot do now (read-only state inside a child's sandbox,
+    a lock held too long) is left for the next one."""
+    interrupted: list[str] = []
+    listing = project.store.list()
+    for record in listing.records:
+        if record.status is Status.RUNNING and not launcher.supervisor_alive(record):
+            with contextlib.suppress(CmsError):
+                if _interrupt(project, record.name).status is Status.INTERRUPTED:
+                    interrupted.append(record.name)
+    started: list[str] = []
+    if interrupted or any(r.status is Status.QUEUED for r in listing.records):
+        with contextlib.suppress(CmsError):
+            started = launcher.start_queued(project.store)
+    return Reconciled(interrupted, started)
+
+
+def _interrupt(project: Project, name: str) -> SessionRecord:
+    """Record ``name`` interrupted if its supervisor is still gone under the lock."""
 
     def interrupt(r: SessionRecord) -> None:
         if r.status is Status.RUNNING and not launcher.supervisor_alive(r):
@@ -70,24 +105,13 @@ def refresh(project: Project, record: SessionRecord) -> SessionRecord:
                     seam.engine_for(project.paths, r).clear()
             lifecycle.interrupt(r, claude.transcript_exists(r.session_id, project.env))
 
-    try:
-        return project.store.update(record.name, interrupt)
-    except CmsError:
-        record.status = Status.INTERRUPTED
-        return record
+    return project.store.update(name, interrupt)
 
 
-def get_session(
-    project: Project, name: str, mark_read: bool = False, kick: bool = False
-) -> SessionRecord:
-    """The record of ``name`` as it is now. With ``kick`` (reading it: ``show``,
-    ``result``) a queued one is first given its chance to start, as a listing does: a
-    slot may have freed, or the last session it runs after ended with nobody left to
-    notice."""
-    record = refresh(project, project.store.load(check_name(name)))
-    if kick and record.status is Status.QUEUED:
-        kick_queue(project)
-        record = project.store.load(record.name)
+def get_session(project: Project, name: str, mark_read: bool = False) -> SessionRecord:
+    """The record of ``name`` as it is on disk; with ``mark_read`` (``cms result``)
+    its result counted as read."""
+    record = project.store.load(check_name(name))
     if mark_read and not record.result_read and not record.status.active:
         record = project.store.update(record.name, lambda r: setattr(r, "result_read", True))
     return record
@@ -99,7 +123,7 @@ def predecessors(project: Project, record: SessionRecord) -> dict[str, SessionRe
     found: dict[str, SessionRecord] = {}
     for name in record.after:
         with contextlib.suppress(CmsError):
-            found[name] = refresh(project, project.store.load(name))
+            found[name] = project.store.load(name)
     return found
 
 
@@ -119,16 +143,15 @@ def list_sessions(project: Project, status: str | None = None) -> SessionList:
     else:
         wanted = None
     listing = project.store.list()
-    records = [refresh(project, r) for r in listing.records]
-    if any(r.status is Status.QUEUED for r in records):
-        kick_queue(project)
+    records = listing.records
     if wanted is not None:
         records = [r for r in records if r.status is wanted]
     return SessionList(records, listing.problems)
 
 
 def kick_queue(project: Project) -> None:
-    # A read must not fail because the queue could not be advanced.
+    """Start what the queue holds, after a command queued a session or freed a slot;
+    a command must not fail because the queue could not be advanced."""
     with contextlib.suppress(CmsError):
         launcher.start_queued(project.store)
 
@@ -150,6 +173,8 @@ def wait_sessions(
     """
     if timeout_s is not None:
         check_timeout(timeout_s)
+    reconcile(project)
+    last_reconcile = time.monotonic()
     if names:
         for n in names:
             check_name(n)
@@ -159,7 +184,6 @@ def wait_sessions(
     else:
         targets = [r.name for r in list_sessions(project).sessions if r.status.active]
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    last_kick = time.monotonic()
     seen: list[tuple[int, int, int] | None] = []
     last_read = 0.0
     records: list[SessionRecord] = []
@@ -181,9 +205,9 @@ def wait_sessions(
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             return records
-        if now - last_kick >= QUEUE_KICK_S and any(r.status is Status.QUEUED for r in records):
-            kick_queue(project)
-            last_kick = now
+        if now - last_reconcile >= RECONCILE_EVERY_S:
+            reconcile(project)
+            last_reconcile = now
         time.sleep(POLL_S)
     if mark_read:
         records = [get_session(project, r.name, mark_read=True) for r in records]

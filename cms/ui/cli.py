@@ -58,10 +58,15 @@ def _state() -> State:
     return click.get_current_context().ensure_object(State)
 
 
-def _project() -> Any:
+def _project(reconcile: bool = True) -> Any:
+    """The project of this command, reconciled first (:func:`cms.ops.reconcile`) unless
+    the command does not work on sessions (``doctor``, ``sandbox``)."""
     from cms import ops as api
 
-    return api.open_project(_state().project)
+    project = api.open_project(_state().project)
+    if reconcile:
+        api.reconcile(project)
+    return project
 
 
 def _emit_json(data: Any) -> None:
@@ -361,7 +366,7 @@ def result(name: str) -> None:
     """The last response and outcome of NAME."""
     from cms import ops as api
 
-    record = api.get_session(_project(), name, mark_read=True, kick=True)
+    record = api.get_session(_project(), name, mark_read=True)
     if _state().json:
         _emit_json(record.public())
     else:
@@ -399,7 +404,7 @@ def show(name: str) -> None:
     from cms.ui import watch as view
 
     project = _project()
-    record = api.get_session(project, name, kick=True)
+    record = api.get_session(project, name)
     if _state().json:
         _emit_json(record.public())
         return
@@ -628,7 +633,7 @@ def sandbox(allow: tuple[str, ...], deny: tuple[str, ...]) -> None:
     sandbox can run here."""
     from cms import ops as api
 
-    report = api.sandbox_settings(_project(), allow, deny)
+    report = api.sandbox_settings(_project(reconcile=False), allow, deny)
     if _state().json:
         _emit_json(report.as_json())
         return
@@ -648,7 +653,7 @@ def doctor() -> None:
     """Check claude, the state folder and the setup."""
     from cms import ops as api
 
-    checks = api.doctor(_project())
+    checks = api.doctor(_project(reconcile=False))
     if _state().json:
         _emit_json([c.as_json() for c in checks])
     else:

@@ -139,9 +139,16 @@ class _Call:
         self.stop = threading.Event()
         self.started = time.monotonic()
         self.last_report = self.started
+        self.reconciled = False
 
     def project(self) -> api.Project:
-        return api.open_project(self.project_dir)
+        """The project of this tool call, reconciled once per call (as every CLI
+        command that works on sessions is)."""
+        project = api.open_project(self.project_dir)
+        if not self.reconciled:
+            self.reconciled = True
+            api.reconcile(project)
+        return project
 
     def progress(self, records: list[SessionRecord], total: float | None) -> None:
         if self.stop.is_set():
@@ -457,7 +464,7 @@ async def get_session(
     name: SessionName, project: Project = None
 ) -> Annotated[CallToolResult, SessionOut]:
     record = await _run(
-        None, project, lambda call: api.get_session(call.project(), name, mark_read=True, kick=True)
+        None, project, lambda call: api.get_session(call.project(), name, mark_read=True)
     )
     return _session_result(record)
 

@@ -221,7 +221,9 @@ def run(
         child_env["CLAUDE_CODE_SESSION_ID"] = parent
     cwd = event.get("cwd") if isinstance(event.get("cwd"), str) else os.getcwd()
     try:
-        return _dispatch(command, options, text, ops.open_project(cwd, child_env), env)
+        project = ops.open_project(cwd, child_env)
+        ops.reconcile(project)
+        return _dispatch(command, options, text, project, env)
     except CmsError as exc:
         return f"cms {command} failed: {exc.message}"
 
@@ -256,7 +258,7 @@ def _dispatch(
         add_turns = _number(_field(options, "add_turns"), "--add-turns", int)
         return turn(lambda p: ops.continue_task(p, name, rest, add_cost, add_turns), "continue")
     if command == "result":
-        return describe(ops.get_session(project, name, mark_read=True, kick=True), "result")
+        return describe(ops.get_session(project, name, mark_read=True), "result")
     if command == "abort":
         return describe(ops.abort_session(project, name), "abort")
     if command == "finish":

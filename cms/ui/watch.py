@@ -530,6 +530,25 @@ def watch_table(view: Overview, now: datetime, height: int) -> RenderableType:
     return table
 
 
+def reconciling(read: Callable[[Project], Overview]) -> Callable[[Project], Overview]:
+    """``read``, after :func:`cms.ops.reconcile` at most every few seconds: the table
+    is read a few times a second, reading never repairs, and the command does (its
+    start has reconciled once already)."""
+    from cms import ops as api
+    from cms.ops.sessions import RECONCILE_EVERY_S
+
+    last = time.monotonic()
+
+    def reconciled(project: Project) -> Overview:
+        nonlocal last
+        if time.monotonic() - last >= RECONCILE_EVERY_S:
+            api.reconcile(project)
+            last = time.monotonic()
+        return read(project)
+
+    return reconciled
+
+
 def run(
     project: Project,
     *,
@@ -550,7 +569,7 @@ def run(
 
     from cms import ops as api
 
-    overview = read or api.overview
+    overview = read or reconciling(api.overview)
     console = console or Console(highlight=False)
     if not console.is_terminal:
         _run_plain(project, overview, interval=None if once else interval)
