@@ -3,15 +3,19 @@ from, and a property over any sequence of them."""
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cms.base.errors import WrongState
-from cms.engine import lifecycle
+from cms.base.paths import ProjectPaths
+from cms.engine import lifecycle, notices
 from cms.engine.models import SessionRecord, Status
+from cms.engine.store import Store
 
 #: The fields of a running exchange: set only while the record is ``running``.
 EXCHANGE_FIELDS = ("pid", "pid_started", "child_pid", "child_started", "deadline", "temp_dir")
@@ -158,3 +162,78 @@ def test_any_sequence_of_events_leaves_a_valid_status_and_no_orphaned_exchange_f
             assert orphans == {} and not record.abort_requested, (events, name, orphans)
         assert record.settled_cost_usd == pytest.approx(spent)
         assert record.cost_usd >= record.settled_cost_usd
+
+
+# -- the one owner --------------------------------------------------------------------
+
+
+def _store(tmp_path: Path) -> Store:
+    store = Store(ProjectPaths.for_project(tmp_path / "project", tmp_path / "home"))
+    store.ensure_dirs()
+    return store
+
+
+def test_the_transition_that_ends_a_session_tells_its_parent_once(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.create(SessionRecord(name="s", parent_session_id="parent-1", timeout_s=60))
+    home = store.paths.home
+    lifecycle.apply(store, "s", lambda r: lifecycle.begin(r, "go"))
+    lifecycle.apply(store, "s", lambda r: lifecycle.claim(r, 4242, 1))
+    lifecycle.apply(store, "s", lambda r: lifecycle.tally(r, 0.1, 1, 0, "reading", True))
+    assert notices.take(home, "parent-1") == []  # nothing ended yet
+    lifecycle.apply(store, "s", lambda r: lifecycle.end(r, outcome()))
+    [told] = notices.take(home, "parent-1")
+    assert (told["name"], told["status"], told["cost_usd"]) == ("s", "completed", 0.25)
+    lifecycle.apply(store, "s", lifecycle.finish)  # ended already: no second notice
+    assert notices.take(home, "parent-1") == []
+    # The store alone tells nobody: the notice is the transition's.
+    store.update("s", lambda r: setattr(r, "status", Status.RUNNING))
+    store.update("s", lambda r: setattr(r, "status", Status.FAILED))
+    assert notices.take(home, "parent-1") == []
+
+
+def test_the_live_tally_and_the_processes_belong_to_a_running_exchange() -> None:
+    record = running()
+    lifecycle.temp_folder(record, "/tmp/cms-s-1")
+    lifecycle.child(record, 5151, 9)
+    assert lifecycle.tally(record, 0.05, 3, 1, "Bash: ls", True)
+    assert (record.cost_usd, record.turns, record.denials) == (0.05, 3, 1)
+    assert record.last_activity == "Bash: ls" and record.has_conversation
+    lifecycle.end(record, outcome())
+    assert (record.temp_dir, record.child_pid) == (None, None)
+    assert not lifecycle.tally(record, 9.0, 9, 9, None, False) and record.cost_usd == 0.25
+    with pytest.raises(WrongState):
+        lifecycle.child(record, 1, 1)
+    with pytest.raises(WrongState):
+        lifecycle.temp_folder(record, "/tmp/x")
+
+
+#: Where a record is changed outside the lifecycle: ``cms continue`` (its budget) and
+#: ``cms merge`` (the merged commit), the fields lifecycle's docstring lists.
+OUTSIDE_LIFECYCLE = {
+    ("cms/ops/turns.py", "continue_task"),
+    ("cms/ops/worktrees.py", "merge_session"),
+}
+
+
+def test_records_change_outside_the_lifecycle_only_in_fields_no_transition_owns() -> None:
+    repo = Path(__file__).resolve().parent.parent
+    found = set()
+    for path in sorted((repo / "cms").rglob("*.py")):
+        rel = str(path.relative_to(repo))
+        if rel in ("cms/engine/lifecycle.py", "cms/engine/store.py"):
+            continue
+        tree = ast.parse(path.read_text())
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef):
+                continue
+            for node in ast.walk(function):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr in ("update", "save")
+                        and ast.unparse(node.func.value).endswith("store")):  # fmt: skip
+                    found.add((rel, function.name))
+    assert found == OUTSIDE_LIFECYCLE
+    # And lifecycle's docstring names those fields.
+    doc = lifecycle.__doc__ or ""
+    for owned in ("max_cost_usd", "max_turns", "merged_commit"):
+        assert f"``{owned}``" in doc

@@ -156,7 +156,7 @@ def _settle_one(
         return record
     if verdict.state == BLOCKED:
         error = f"{verdict.why}, so it did not start; {verdict.fix}"
-        return store.update(record.name, lambda r: lifecycle.block(r, error))
+        return lifecycle.apply(store, record.name, lambda r: lifecycle.block(r, error))
     preds = [by_name[name] for name in record.after]
     try:
         merged = _merge_trees(record, preds)
@@ -165,9 +165,9 @@ def _settle_one(
             f"{exc.message}, so it did not start; its worktree is as it began and your own "
             "tree is untouched: merge those branches yourself, then delegate the task again"
         )
-        return store.update(record.name, lambda r: lifecycle.block(r, why))
+        return lifecycle.apply(store, record.name, lambda r: lifecycle.block(r, why))
     message = prompt_after(preds, record.pending_message or record.task, merged)
-    return store.update(record.name, lambda r: lifecycle.release(r, message))
+    return lifecycle.apply(store, record.name, lambda r: lifecycle.release(r, message))
 
 
 def settle(store: Store, records: Sequence[SessionRecord]) -> list[SessionRecord]:

@@ -68,15 +68,8 @@ def spawn_supervisor(store: Store, name: str) -> int:
             pid = _start_launcher(paths, name, log_fd)
     finally:
         os.close(log_fd)
-    started = procs.start_ticks(pid)
-
-    def note(record: SessionRecord) -> None:
-        # The supervisor may already have claimed the record (or even finished).
-        if record.status is Status.RUNNING and record.pid is None:
-            record.pid = pid
-            record.pid_started = started
-
-    store.update(name, note)
+    # The supervisor records its own pid (lifecycle.claim); until it has, the turn
+    # counts as alive for procs.LAUNCH_GRACE_S from when it was marked running.
     return pid
 
 
@@ -252,7 +245,7 @@ def _begin_queued(store: Store, name: str) -> bool:
             lifecycle.begin(record)
             began.append(True)
 
-    store.update(name, begin)
+    lifecycle.apply(store, name, begin)
     return bool(began)
 
 

@@ -1,10 +1,12 @@
-"""The one place a session's status changes: begin, queue, claim, end, interrupt,
-abort and finish.
+"""The one owner of a session's status and of every field of its exchange: begin,
+queue, claim, the live tally, end, interrupt, abort and finish.
 
-Every function here edits a record in place and is meant to run inside
-:meth:`cms.engine.store.Store.update`, under the record's lock; none does any I/O of
-its own (what a transition needs from outside, such as a transcript check or a kill,
-is done by the caller around it). So the rules of the states sit side by side:
+Every transition here edits a record in place and runs through :func:`apply`, which
+holds the record's lock (:meth:`cms.engine.store.Store.update`) and, when the
+transition ended the session, leaves the parent that started it its notice
+(:mod:`cms.engine.notices`). The transitions do no I/O of their own (what one needs
+from outside, such as a transcript check or a kill, the caller does around it). So
+the rules of the states sit side by side:
 
 - ``queued`` → ``running`` (:func:`begin`) when a slot is free, else a session waits
   ``queued`` with its message (:func:`queue`);
@@ -19,7 +21,12 @@ is done by the caller around it). So the rules of the states sit side by side:
 
 Whatever ends an exchange clears the same fields (:func:`_clear_exchange`): the pids,
 the deadline, the temp folder, the abort request. Those are set only while the record
-is ``running``.
+is ``running``: the supervisor's pid by :func:`claim`, claude's by :func:`child`, the
+temp folder by :func:`temp_folder`, the live figures by :func:`tally`.
+
+Outside this module a record is changed (``Store.update``) only for fields no
+transition owns: ``max_cost_usd`` and ``max_turns`` (``cms continue`` raises them)
+and ``merged_commit`` (``cms merge``); a test holds the call sites to that.
 
 Each transition checks the state it starts from (as supervisor's ``_assertInState``
 does): one that cannot apply raises :class:`cms.base.errors.WrongState`, except those
@@ -30,11 +37,15 @@ meanwhile), which then leave the record as it was.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cms.base.errors import WrongState
+from cms.engine import notices
 from cms.engine.models import SessionRecord, Status, utcnow
+from cms.engine.store import LOCK_TIMEOUT_S, Store
 
+RUNNING = frozenset({Status.RUNNING})
 #: What an exchange may be started from: anything but a running one.
 STARTABLE = frozenset(s for s in Status if s is not Status.RUNNING)
 #: What an exchange's outcome may be recorded over: its own running record, or one a
@@ -49,6 +60,46 @@ def _expect(record: SessionRecord, allowed: frozenset[Status], what: str) -> Non
             f"session {record.name!r} is {record.status.value}: it cannot {what} now; "
             f"see `cms show {record.name}`"
         )
+
+
+def apply(
+    store: Store,
+    name: str,
+    transition: Callable[[SessionRecord], object],
+    timeout_s: float = LOCK_TIMEOUT_S,
+) -> SessionRecord:
+    """Run ``transition`` on ``name``'s record under its lock and write it; when it
+    ended the session (active before, not after), tell the parent that started it.
+    :class:`cms.engine.store.LockTimeout` when the lock is not had within
+    ``timeout_s``."""
+    ended: list[bool] = []
+
+    def change(record: SessionRecord) -> None:
+        was_active = record.status.active
+        transition(record)
+        if was_active and not record.status.active:
+            ended.append(True)
+
+    record = store.update(name, change, timeout_s)
+    if ended:
+        _tell_parent(store, record)
+    return record
+
+
+def _tell_parent(store: Store, record: SessionRecord) -> None:
+    """The notice of an ending for the user's session that started ``record`` (at its
+    next prompt); none for a session a cms child started, or one started outside
+    Claude Code."""
+    if record.parent is not None or not record.parent_session_id:
+        return
+    data = {
+        "project": str(store.paths.project),
+        "name": record.name,
+        "status": record.status.value,
+        "cost_usd": record.cost_usd,
+        "ended_at": (record.ended_at or utcnow()).isoformat(),
+    }
+    notices.note(store.paths.home, record.parent_session_id, data)
 
 
 def _clear_exchange(record: SessionRecord) -> None:
@@ -119,9 +170,43 @@ def block(record: SessionRecord, error: str) -> bool:
 
 def claim(record: SessionRecord, pid: int, started: int | None) -> None:
     """The supervisor that owns the exchange names itself (its exchange was begun)."""
-    _expect(record, frozenset({Status.RUNNING}), "be claimed by a supervisor")
+    _expect(record, RUNNING, "be claimed by a supervisor")
     record.pid = pid
     record.pid_started = started
+
+
+def temp_folder(record: SessionRecord, path: str) -> None:
+    """The running exchange's private temp folder (its commands' TMPDIR)."""
+    _expect(record, RUNNING, "have a temp folder")
+    record.temp_dir = path
+
+
+def child(record: SessionRecord, pid: int, started: int | None) -> None:
+    """The running exchange's ``claude`` process, as its supervisor started it."""
+    _expect(record, RUNNING, "have a claude process")
+    record.child_pid, record.child_started = pid, started
+
+
+def tally(
+    record: SessionRecord,
+    cost_usd: float,
+    turns: int,
+    denials: int,
+    last_activity: str | None,
+    saw_conversation: bool,
+) -> bool:
+    """The live figures of the running exchange, on top of the settled ones. False
+    when it is not running any more (its outcome settles the figures)."""
+    if record.status is not Status.RUNNING:
+        return False
+    record.cost_usd = record.settled_cost_usd + cost_usd
+    record.turns = record.settled_turns + turns
+    record.denials = record.settled_denials + denials
+    if last_activity:
+        record.last_activity = last_activity
+    if saw_conversation:
+        record.has_conversation = True
+    return True
 
 
 @dataclass
@@ -207,6 +292,27 @@ def abort(record: SessionRecord) -> bool:
         return False
     _ended(record, Status.ABORTED, "aborted by cms abort")
     return True
+
+
+def read_result(record: SessionRecord) -> None:
+    """The user read the ended exchange's result (``cms result``, a wait's end)."""
+    if not record.status.active:
+        record.result_read = True
+
+
+def fresh_conversation(record: SessionRecord, session_id: str) -> None:
+    """The next exchange starts a new Claude conversation (``cms resume --fresh``)."""
+    _expect(record, STARTABLE, "start a new conversation")
+    record.session_id = session_id
+    record.has_conversation = False
+    record.fork_from = None
+
+
+def conversation_found(record: SessionRecord) -> None:
+    """An interrupted exchange's conversation was saved after all (its transcript is
+    there): the next one resumes it."""
+    _expect(record, STARTABLE, "resume its conversation")
+    record.has_conversation = True
 
 
 def finish(record: SessionRecord) -> None:

@@ -1,8 +1,9 @@
 """Notes for a parent: the sessions it started that ended since it was last told.
 
 When a session started from a user's Claude Code session (its record's
-``parent_session_id``; not one a cms child started) ends, the store leaves one small
-JSON file in ``$CMS_HOME/notices/<parent-session-id>/`` (:func:`note`). At that
+``parent_session_id``; not one a cms child started) ends, the transition that ended
+it (:func:`cms.engine.lifecycle.apply`) leaves one small JSON file in
+``$CMS_HOME/notices/<parent-session-id>/`` (:func:`note`). At that
 parent's next prompt the UserPromptSubmit hook (:mod:`cms.hooks.parent`) takes them
 (:func:`take`) and tells the parent one line per session. The folder is the marker:
 while it does not exist, ``scripts/cms-hook`` returns without starting Python.

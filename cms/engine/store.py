@@ -27,7 +27,6 @@ from cms import __version__
 from cms.base.errors import BadInput, CorruptRecord, EnvironmentProblem, NotFound
 from cms.base.files import DIR_MODE, FILE_MODE, atomic_write, encodable
 from cms.base.paths import ProjectPaths, valid_name
-from cms.engine import notices
 from cms.engine.models import SCHEMA_VERSION, ProjectConfig, SessionRecord, spend, utcnow
 
 LOCK_TIMEOUT_S = 30.0
@@ -303,28 +302,11 @@ class Store:
         path = self._session_path(name)
         with self.locked(path, timeout_s):
             record = self.load(name)
-            was_active = record.status.active
             returned = change(record)
             updated = returned if isinstance(returned, SessionRecord) else record
             updated.updated_at = utcnow()
             self._write(path, updated)
-            if was_active and not updated.status.active:
-                self._note_ending(updated)
             return updated
-
-    def _note_ending(self, record: SessionRecord) -> None:
-        """Tell the user's session that started ``record`` (at its next prompt) that it
-        ended: every status change goes through :meth:`update`, so this sees them all."""
-        if record.parent is not None or not record.parent_session_id:
-            return  # started by a cms child, or from outside Claude Code
-        data = {
-            "project": str(self.paths.project),
-            "name": record.name,
-            "status": record.status.value,
-            "cost_usd": record.cost_usd,
-            "ended_at": (record.ended_at or utcnow()).isoformat(),
-        }
-        notices.note(self.paths.home, record.parent_session_id, data)
 
     def delete(self, name: str) -> None:
         path = self._session_path(name)

@@ -161,7 +161,9 @@ class Supervisor:
 
     def _claim_and_run(self, me: int, started: int | None) -> int:
         try:
-            record = self.store.update(self.name, lambda r: lifecycle.claim(r, me, started))
+            record = lifecycle.apply(
+                self.store, self.name, lambda r: lifecycle.claim(r, me, started)
+            )
         except CmsError as exc:  # aborted or deleted before it began: nothing to run
             self._log(f"not started: {exc.message}\n")
             return 1
@@ -268,10 +270,9 @@ class Supervisor:
                 return 1
             child_pid, child_started = self.proc.pid, procs.start_ticks(self.proc.pid)
 
-            def note_child(r: SessionRecord) -> None:
-                r.child_pid, r.child_started = child_pid, child_started
-
-            self.store.update(self.name, note_child)
+            lifecycle.apply(
+                self.store, self.name, lambda r: lifecycle.child(r, child_pid, child_started)
+            )
             self._send_prompt(prompt)
             self._pump(log)
         # Tool processes claude ran in sessions of their own outlive a claude that was
@@ -301,10 +302,7 @@ class Supervisor:
         protected = self._protected(cwd)
         temp_dir = self.temp_dir
 
-        def note_temp(r: SessionRecord) -> None:
-            r.temp_dir = temp_dir
-
-        self.store.update(self.name, note_temp)
+        lifecycle.apply(self.store, self.name, lambda r: lifecycle.temp_folder(r, temp_dir))
         self._git_excludes(cwd, temp_dir)
         return sandbox.settings(
             record.preset.value,
@@ -460,18 +458,21 @@ class Supervisor:
             return  # nothing new to show: no locked rewrite (and fsync) of the record
         self._last_write = now
 
-        def live(record: SessionRecord) -> None:
-            record.cost_usd = record.settled_cost_usd + tally.estimated_cost_usd
-            record.turns = record.settled_turns + tally.api_calls
-            record.denials = record.settled_denials + tally.denials
-            if tally.last_activity:
-                record.last_activity = tally.last_activity
-            if tally.saw_conversation:
-                record.has_conversation = True
-
         # Another process holding the record's lock: the next write catches up.
         try:
-            self.store.update(self.name, live, timeout_s=LIVE_LOCK_S)
+            lifecycle.apply(
+                self.store,
+                self.name,
+                lambda r: lifecycle.tally(
+                    r,
+                    tally.estimated_cost_usd,
+                    tally.api_calls,
+                    tally.denials,
+                    tally.last_activity,
+                    tally.saw_conversation,
+                ),
+                timeout_s=LIVE_LOCK_S,
+            )
         except LockTimeout:
             return
         self._last_shown = shown
@@ -513,7 +514,7 @@ class Supervisor:
         self._log_outcome(status, error)
         outcome = self._outcome(status, error)
         try:
-            self.store.update(self.name, lambda r: lifecycle.end(r, outcome))
+            lifecycle.apply(self.store, self.name, lambda r: lifecycle.end(r, outcome))
         except CmsError as exc:  # deleted meanwhile (or closed otherwise): said in its log
             self._log(f"outcome not recorded: {exc.message}\n")
         if self.after is not None:

@@ -105,7 +105,7 @@ def _interrupt(project: Project, name: str) -> SessionRecord:
                     seam.engine_for(project.paths, r).clear()
             lifecycle.interrupt(r, claude.transcript_exists(r.session_id, project.env))
 
-    return project.store.update(name, interrupt)
+    return lifecycle.apply(project.store, name, interrupt)
 
 
 def get_session(project: Project, name: str, mark_read: bool = False) -> SessionRecord:
@@ -113,7 +113,7 @@ def get_session(project: Project, name: str, mark_read: bool = False) -> Session
     its result counted as read."""
     record = project.store.load(check_name(name))
     if mark_read and not record.result_read and not record.status.active:
-        record = project.store.update(record.name, lambda r: setattr(r, "result_read", True))
+        record = lifecycle.apply(project.store, record.name, lifecycle.read_result)
     return record
 
 
@@ -241,12 +241,14 @@ def abort_session(project: Project, name: str, grace_s: float = 3.0) -> SessionR
             f"session {name!r} is {record.status.value}, not running; nothing to abort"
         )
     if record.status is Status.QUEUED:
-        record = project.store.update(name, lifecycle.abort_queued)
+        record = lifecycle.apply(project.store, name, lifecycle.abort_queued)
         if record.status is Status.ABORTED:
             return record
     asked = True
     try:
-        record = project.store.update(name, lifecycle.request_abort, timeout_s=ABORT_LOCK_S)
+        record = lifecycle.apply(
+            project.store, name, lifecycle.request_abort, timeout_s=ABORT_LOCK_S
+        )
     except LockTimeout:
         asked = False
     if asked and record.pid and procs.alive(record.pid, record.pid_started):
@@ -270,7 +272,7 @@ def abort_session(project: Project, name: str, grace_s: float = 3.0) -> SessionR
     if record.child_pid:
         procs.kill_tree(record.child_pid, grace_s=grace_s, started=record.child_started)
     try:
-        return project.store.update(name, lifecycle.abort)
+        return lifecycle.apply(project.store, name, lifecycle.abort)
     except LockTimeout as exc:
         raise EnvironmentProblem(
             f"stopped every process of session {name!r}, but could not record it: {exc.message}"
@@ -285,7 +287,7 @@ def finish_session(project: Project, name: str) -> SessionRecord:
         raise WrongState(
             f"session {name!r} is {record.status.value}; wait for it or abort it first"
         )
-    return project.store.update(record.name, lifecycle.finish)
+    return lifecycle.apply(project.store, record.name, lifecycle.finish)
 
 
 @dataclass

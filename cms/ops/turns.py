@@ -358,8 +358,8 @@ def _start_exchange(
         if launcher.running(records) >= limit or launcher.host_full(
             project.store, current.host, busy
         ):
-            return project.store.update(name, lambda r: lifecycle.queue(r, message))
-        record = project.store.update(name, lambda r: lifecycle.begin(r, message))
+            return lifecycle.apply(project.store, name, lambda r: lifecycle.queue(r, message))
+        record = lifecycle.apply(project.store, name, lambda r: lifecycle.begin(r, message))
     # Outside the lock (as launcher.start_queued does): the turn marked running holds
     # its slot until its supervisor's pid is recorded.
     launcher.spawn_supervisor(project.store, name)
@@ -504,12 +504,10 @@ def resume_session(
     if fresh:
         text = message or record.task
 
-        def restart(r: SessionRecord) -> None:
-            r.session_id = str(uuid.uuid4())
-            r.has_conversation = False
-            r.fork_from = None
-
-        project.store.update(record.name, restart)
+        new_id = str(uuid.uuid4())
+        lifecycle.apply(
+            project.store, record.name, lambda r: lifecycle.fresh_conversation(r, new_id)
+        )
     else:
         text = message or (
             "Your previous turn was interrupted before it finished. Continue the task "
@@ -518,7 +516,7 @@ def resume_session(
             else "Continue."
         )
         if record.status is Status.INTERRUPTED:
-            project.store.update(record.name, lambda r: setattr(r, "has_conversation", True))
+            lifecycle.apply(project.store, record.name, lifecycle.conversation_found)
     return _start_exchange(project, record.name, text, seen=record)
 
 
@@ -537,7 +535,7 @@ def _resume_after(project: Project, record: SessionRecord, message: str | None) 
         current = project.store.load(record.name)
         if current.status.active or current.after_met:
             raise WrongState(f"session {record.name!r} is {current.status.value} already")
-        project.store.update(record.name, lambda r: lifecycle.queue(r, text))
+        lifecycle.apply(project.store, record.name, lambda r: lifecycle.queue(r, text))
     kick_queue(project)
     return project.store.load(record.name)
 
