@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from claude_version import install_claude  # noqa: E402
 from standin import StandIn, text, tool_use  # noqa: E402
 
+from cms.engine import sandboxprobe  # noqa: E402
 from cms.policy import sandbox  # noqa: E402
 
 
@@ -69,7 +70,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--calls", type=int, default=12)
     args = parser.parse_args()
-    found = sandbox.check()
+    found = sandboxprobe.check()
     if not found.ok:
         raise SystemExit(f"the sandbox cannot run here: {found.detail}; {found.fix}")
     claude = install_claude()
