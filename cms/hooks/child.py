@@ -1,17 +1,19 @@
-"""Hook entry points that run inside child sessions: ``python -m cms.hooks.child EVENT``.
+"""The hook of every child session: ``pre-tool-use``, run as ``python -m
+cms.hooks.child pre-tool-use`` from the child's ``--settings`` (the event table is
+:mod:`cms.hooks.events`; this module's :func:`main` runs it).
 
 This module owns what a Claude Code hook of a cms child does (docs/DESIGN.md, "Safety
 presets" and "Architecture notes"). ``pre-tool-use`` runs before every tool call of
-every child: it denies every call once the session's record says stop (aborted, out of
-budget, past its deadline, project cap spent), and otherwise asks :mod:`cms.policy.decide`
-whether the session's preset allows the call. The user's own events
-(``session-start``, ``stop``) are passed to :mod:`cms.hooks.parent`;
-``user-prompt-submit`` is :mod:`cms.ui.slash`'s (through :mod:`cms.ui.hookrun`).
+every child: it denies every call once :func:`cms.policy.budget.judge` says the
+exchange may not go on (aborted, out of budget, past its deadline, project cap
+spent), and otherwise asks :mod:`cms.policy.decide` whether the session's preset
+allows the call.
 
-It is on the hot path, so it imports only the standard library plus :mod:`cms.base.paths`
-and :mod:`cms.policy.decide` (both standard library only), reads the TOML records with
-:mod:`tomllib` directly (the field names are those of :mod:`cms.engine.models`), and never
-imports pydantic, click, rich, filelock or the store.
+It is on the hot path, so it imports only the standard library plus :mod:`cms.base`,
+:mod:`cms.hooks.events` and :mod:`cms.policy` (all standard library only), reads the
+TOML records with :mod:`tomllib` directly (the field names are those of
+:mod:`cms.engine.models`), and never imports pydantic, click, rich, filelock or the
+store.
 
 Inside a managed child (``CMS_SESSION`` set) it fails closed: a call it cannot read
 (not JSON, a NUL, a lone surrogate, an input that is not an object), a record it
