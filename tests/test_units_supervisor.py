@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -19,6 +18,7 @@ from cms.base.paths import ProjectPaths
 from cms.engine import lifecycle
 from cms.engine.models import SessionRecord, Status
 from cms.engine.store import Store
+from cms.engine.supervisor import Supervisor
 
 SESSION_ID = "0b6b7b52-5c4e-4c1e-9a55-3f9e1f0d2a11"
 
@@ -58,9 +58,25 @@ def _replaying_claude(folder: Path, events: list[dict[str, Any]], *, then: str =
     return script
 
 
+def _run_supervisor(paths: ProjectPaths, claude: Path) -> int:
+    """Run the supervisor of session ``s`` to its end in a forked process of its own
+    (it becomes a subreaper, handles signals and stops its descendants); its exit
+    status. A fork, not a new interpreter: this test's modules are loaded already."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        code = 99
+        try:
+            os.environ["CMS_CLAUDE_BIN"] = str(claude)
+            code = Supervisor(paths, "s").run()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
 def _supervise(tmp_path: Path, claude: Path, **fields: Any) -> SessionRecord:
-    """Run the supervisor of one exchange in a process of its own (it becomes a
-    subreaper and stops its descendants); the record as it left it."""
+    """Begin an exchange of a new session ``s`` and supervise it; the record as the
+    supervisor left it."""
     paths = ProjectPaths.for_project(tmp_path / "project", tmp_path / "home")
     (tmp_path / "project").mkdir(exist_ok=True)
     store = Store(paths)
@@ -68,14 +84,7 @@ def _supervise(tmp_path: Path, claude: Path, **fields: Any) -> SessionRecord:
     store.create(SessionRecord(name="s", session_id=SESSION_ID, sandbox=False,
                                cwd=str(tmp_path / "project"), **fields))  # fmt: skip
     lifecycle.apply(store, "s", lambda r: lifecycle.begin(r, "do the thing"))
-    code = (
-        "import sys; from pathlib import Path; from cms.base.paths import ProjectPaths; "
-        "from cms.engine.supervisor import Supervisor; "
-        f"sys.exit(Supervisor(ProjectPaths.for_project(Path({str(paths.project)!r}), "
-        f"Path({str(paths.home)!r})), 's').run())"
-    )
-    env = {**os.environ, "CMS_CLAUDE_BIN": str(claude)}
-    subprocess.run([sys.executable, "-c", code], env=env, timeout=60, check=False)
+    _run_supervisor(paths, claude)
     return store.load("s")
 
 
@@ -127,13 +136,5 @@ def test_a_record_aborted_before_its_supervisor_claims_it_runs_nothing(tmp_path:
     store.create(SessionRecord(name="s", sandbox=False))
     lifecycle.apply(store, "s", lambda r: lifecycle.begin(r, "go"))
     lifecycle.apply(store, "s", lifecycle.abort)
-    code = (
-        "import sys; from pathlib import Path; from cms.base.paths import ProjectPaths; "
-        "from cms.engine.supervisor import Supervisor; "
-        f"sys.exit(Supervisor(ProjectPaths.for_project(Path({str(paths.project)!r}), "
-        f"Path({str(paths.home)!r})), 's').run())"
-    )
-    env = {**os.environ, "CMS_CLAUDE_BIN": str(claude)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, timeout=60, check=False)
-    assert done.returncode == 1 and not (tmp_path / "argv").exists()
+    assert _run_supervisor(paths, claude) == 1 and not (tmp_path / "argv").exists()
     assert store.load("s").status is Status.ABORTED
