@@ -51,13 +51,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import cms.ops.setup_statusline as statusline  # by its module, not through cms.ops
 from cms.base.errors import BadInput, CmsError, EnvironmentProblem
 from cms.base.files import atomic_write
 from cms.base.paths import resolve_project
 from cms.engine import procs
 from cms.engine.claude import find_claude
 from cms.engine.store import file_lock
-from cms.ops import setup_statusline as statusline
 from cms.ops.setup_files import (  # noqa: F401 (names the tests and the CLI use)
     COMMANDS,
     MANIFEST_VERSION,
