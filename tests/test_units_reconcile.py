@@ -18,13 +18,14 @@ from cms.ui import watch
 
 
 def _disk(home: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file of the state folder, its bytes and modification time; but the
-    listing's cache of parsed records (``.index.json``, derived data that any listing
-    may rebuild: cms.engine.store)."""
+    """Every file of the state folder, its bytes and modification time; but caches of
+    derived data that any reader may rebuild: the listing's parsed records
+    (``sessions/.index.json``, cms.engine.store) and what was read of Claude Code's
+    transcripts (``spend/``, cms.hooks.spend)."""
     return {
         str(p.relative_to(home)): (p.read_bytes(), p.stat().st_mtime_ns)
         for p in sorted(home.rglob("*"))
-        if p.is_file() and p.name != ".index.json"
+        if p.is_file() and p.name != ".index.json" and "spend" not in p.parent.parts
     }
 
 
