@@ -418,6 +418,7 @@ def test_handlers_are_registered_in_one_table() -> None:
         # hooks; the standard-library part of the event is the parent's line.
         "user-prompt-submit": "cms.ui.slash",
         "guide": "cms.hooks.parent",
+        "statusline": "cms.hooks.caps",
     }
     assert events.EVENTS["user-prompt-submit"].light == "cms.hooks.parent:user_prompt_submit"
     assert [e for e, h in events.EVENTS.items() if h.in_child] == ["pre-tool-use"]
@@ -427,7 +428,9 @@ def test_handlers_are_registered_in_one_table() -> None:
             handler = events.handler_of(h, light)
             assert list(inspect.signature(handler).parameters)[:2] == ["raw", "env"]
     # No other table: the module entries and `cms hook` all run this one.
-    for module in ("cms.hooks.child", "cms.hooks.parent", "cms.ui.slash", "cms.ui.hookrun"):
+    modules_ = ("cms.hooks.child", "cms.hooks.parent", "cms.hooks.caps", "cms.ui.slash",
+                "cms.ui.hookrun")  # fmt: skip
+    for module in modules_:
         source = Path(importlib.import_module(module).__file__ or "").read_text()
         assert "HANDLERS" not in source and "HOOK_MODULES" not in source, module
 

@@ -6,9 +6,13 @@ day), set with ``cms budget`` (docs/DESIGN.md, "Budgets over all of Claude Code"
 - ``pre-tool-use``: once a cap is reached, the session's (or the subagent's, named by
   the hook input's ``agent_id``) tool calls are denied with one line: what was spent,
   which cap, and the ``cms budget`` command that raises it.
-- ``user-prompt-submit``: the same line refuses a new prompt of a session at its cap;
-  otherwise the parent's own prompt hook runs (the line about sessions that ended).
+- ``user-prompt-submit``: the same line refuses a new prompt of a session at its cap
+  (:mod:`cms.hooks.parent`'s prompt hook asks first; otherwise it says what ended).
 - ``statusline``: one short line for Claude Code's ``statusLine`` setting.
+
+They run from the one table of hook events (:mod:`cms.hooks.events`): ``statusline``
+directly; ``pre-tool-use`` outside cms's children and ``user-prompt-submit`` through
+:mod:`cms.hooks.child` and :mod:`cms.hooks.parent`, once ``$CMS_HOME/capped`` exists.
 
 Spend comes from the transcripts (:mod:`cms.hooks.spend`). The caps live in the
 project's ``project.toml`` (``[limits]`` ``session_cap_usd``, ``subagent_cap_usd``,
@@ -36,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cms.base import paths
-from cms.hooks import spend
+from cms.hooks import events, spend
 
 if TYPE_CHECKING:
     from typing import Any
@@ -261,8 +265,10 @@ def child_reason(raw: bytes, env: Mapping[str, str], now: float) -> str | None:
 # ------------------------------------------------------------------------ events
 
 
-def pre_tool_use(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
-    found = reason(event, env, time.time())
+def pre_tool_use(raw: bytes, env: Mapping[str, str]) -> str:
+    """A tool call of the user's session refused at a cap (the child hook's path for
+    a call outside cms's children)."""
+    found = reason(events.read_event(raw), env, time.time())
     if found is None:
         return ""
     output = {
@@ -275,24 +281,20 @@ def pre_tool_use(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
     return json.dumps(output)
 
 
-def user_prompt_submit(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
-    """Refuse the prompt at a cap; else what the parent's prompt hook says."""
+def user_prompt_submit(raw: bytes, env: Mapping[str, str]) -> str:
+    """Refuse the prompt at a cap ("" otherwise: the parent's prompt hook, which calls
+    this first, then says what ended)."""
+    event = events.read_event(raw)
     found = reason({k: v for k, v in event.items() if k != "agent_id"}, env, time.time())
     if found is not None:
         return json.dumps({"decision": "block", "reason": found})
-    parent = event.get("session_id")
-    home = paths.cms_home(env)
-    notes = paths.notices_dir(home, parent if isinstance(parent, str) else None)
-    if notes is None or not notes.is_dir():
-        return ""
-    from cms.hooks import parent as parent_hooks
-
-    return parent_hooks.user_prompt_submit(event, env)
+    return ""
 
 
-def statusline(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
+def statusline(raw: bytes, env: Mapping[str, str]) -> str:
     """``cms statusline``: this session's spend and cap, today's project spend and the
     daily cap, in one short line."""
+    event = events.read_event(raw)
     workspace = event.get("workspace")
     project_dir = workspace.get("project_dir") if isinstance(workspace, dict) else None
     scoped = dict(env)
@@ -312,31 +314,11 @@ def statusline(event: Mapping[str, Any], env: Mapping[str, str]) -> str:
     return f"cms: session {of(session, 'session_cap_usd')} · today {of(day, 'daily_cap_usd')}"
 
 
-HANDLERS = {
-    "pre-tool-use": pre_tool_use,
-    "user-prompt-submit": user_prompt_submit,
-    "statusline": statusline,
-}
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run one event of the user's session; fails open (cms.hooks.parent.run_user_hook)."""
-    args = sys.argv[1:] if argv is None else argv
-    event = args[0] if args else ""
-    if event not in HANDLERS:
-        sys.stderr.write(f"cms hook: unknown event {event!r}; use {', '.join(HANDLERS)}\n")
-        return 0
-    try:
-        data = json.loads(sys.stdin.buffer.read() or b"{}")
-        if not isinstance(data, dict):
-            raise ValueError("hook input is not a JSON object")
-        output = HANDLERS[event](data, os.environ)
-    except Exception as exc:  # the user's session: never blocked because cms broke
-        sys.stderr.write(f"cms hook {event}: {type(exc).__name__}: {exc}\n")
-        return 0
-    if output:
-        sys.stdout.write(output + "\n")
-    return 0
+    """``python -m cms.hooks.caps EVENT``: an event of the one table
+    (:mod:`cms.hooks.events`), its standard-library part; fails open in the user's
+    session."""
+    return events.main(argv, light=True)
 
 
 if __name__ == "__main__":

@@ -183,8 +183,12 @@ def pre_tool_use(raw: bytes, env: Mapping[str, str], now: float | None = None) -
     In a session cms does not manage (no ``CMS_SESSION``) it allows at once. In a
     managed child every problem is a denial (:class:`Refusal`)."""
     name = env.get("CMS_SESSION", "")
-    if not name:
-        return ""  # not a session cms manages (the user's own session)
+    if not name:  # the user's own session: only caps over all of Claude Code apply
+        if not (paths.cms_home(env) / "capped").is_dir():
+            return ""
+        from cms.hooks import caps
+
+        return caps.pre_tool_use(raw, env)
     try:
         return _decide(name, raw, env, time.time() if now is None else now)
     except Refusal as refusal:

@@ -31,6 +31,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cms.base import vocab
 
@@ -61,7 +62,18 @@ EVENTS: Mapping[str, Hook] = {
     ),
     # session-start's output when no session needs the parent (scripts/cms-hook keeps it).
     "guide": Hook("cms.hooks.parent:guide_only"),
+    # Not a hook: Claude Code's status line command (``cms statusline``).
+    "statusline": Hook("cms.hooks.caps:statusline"),
 }
+
+
+def read_event(raw: bytes) -> dict[str, Any]:
+    """The hook's JSON object (an empty input is an empty event); ValueError when it
+    is not an object, which fails a hook of the user's session open."""
+    event = json.loads(raw or b"{}")
+    if not isinstance(event, dict):
+        raise ValueError("hook input is not a JSON object")
+    return event
 
 
 def deny(reason: str) -> str:

@@ -110,15 +110,6 @@ def _context(parts: list[str]) -> str:
     return json.dumps(output)
 
 
-def read_event(raw: bytes) -> dict[str, Any]:
-    """The hook's JSON object (an empty input is an empty event); ValueError when it
-    is not an object, which fails the hook open."""
-    event = json.loads(raw or b"{}")
-    if not isinstance(event, dict):
-        raise ValueError("hook input is not a JSON object")
-    return event
-
-
 def guide_only(raw: bytes, env: Mapping[str, str]) -> str:
     """What ``session-start`` prints when no session needs the parent: the guide alone.
     The plugin's hook script keeps it in its data folder and prints it without
@@ -130,7 +121,7 @@ def guide_only(raw: bytes, env: Mapping[str, str]) -> str:
 def session_start(raw: bytes, env: Mapping[str, str]) -> str:
     if env.get("CMS_SESSION"):
         return ""  # a cms child: no guide, no recovery note
-    event = read_event(raw)
+    event = events.read_event(raw)
     records = _records(env, event.get("cwd") if isinstance(event.get("cwd"), str) else None)
     pending = [
         r
@@ -184,7 +175,7 @@ def _mark_held(folder: Path, records: list[dict[str, Any]], kind: str) -> None:
 
 
 def stop(raw: bytes, env: Mapping[str, str]) -> str:
-    event = read_event(raw)
+    event = events.read_event(raw)
     if event.get("stop_hook_active") or attended(env):
         return ""  # never twice in a row; never an extra turn for a person
     parent = event.get("session_id")
@@ -235,8 +226,16 @@ def _told(note: Mapping[str, Any], here: Path) -> str:
 
 
 def user_prompt_submit(raw: bytes, env: Mapping[str, str]) -> str:
-    """One line per session of this parent that ended since it was last told."""
-    return told_of_endings(read_event(raw), env)
+    """One line per session of this parent that ended since it was last told; where
+    a project has caps over all of Claude Code, :func:`cms.hooks.caps.user_prompt_submit`
+    first (a session at its cap is refused its prompt)."""
+    if (paths.cms_home(env) / "capped").is_dir():
+        from cms.hooks import caps
+
+        refused = caps.user_prompt_submit(raw, env)
+        if refused:
+            return refused
+    return told_of_endings(events.read_event(raw), env)
 
 
 def told_of_endings(event: Mapping[str, Any], env: Mapping[str, str]) -> str:

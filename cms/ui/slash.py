@@ -37,7 +37,7 @@ from cms.base.errors import BadInput, CmsError
 from cms.base.vocab import usd
 from cms.engine.models import SessionRecord
 from cms.hooks import events
-from cms.hooks.parent import read_event
+from cms.hooks.events import read_event
 from cms.hooks.parent import told_of_endings as tell_parent
 
 #: How long one wait call that the parent model makes lasts at most (seconds): under
