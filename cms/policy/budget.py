@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cms.base import vocab
 
@@ -40,8 +39,7 @@ class Unreadable(ValueError):
     the others cannot get here (their records are validated)."""
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     """Why an exchange may not start or go on."""
 
     reason: str
