@@ -542,3 +542,32 @@ def test_store_refuses_an_invalid_name(project: Path) -> None:
             store.load(name)
         assert info.value.exit_code == 2
     assert not list(store.paths.home.rglob("*.toml"))
+
+
+def test_update_durable_false_skips_fsync_but_a_status_change_never_does(
+    project: Path, cms_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A running turn's notes about its own processes (supervisor pid, claude's pid, its
+    temp folder) are written without an fsync, so none stands between a delegation and
+    the start of its claude; a status change is written durably even when asked not to."""
+    store = make_store(project)
+    store.create(SessionRecord(name="notes", task="t"))
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+
+    def note_pid(r: SessionRecord) -> None:
+        r.child_pid = 4242
+
+    store.update("notes", note_pid, durable=False)
+    assert synced == []
+    assert store.load("notes").child_pid == 4242  # written all the same, atomically
+
+    def finish(r: SessionRecord) -> None:
+        r.status = Status.COMPLETED
+
+    store.update("notes", finish, durable=False)
+    assert len(synced) == 1
+    assert store.load("notes").status is Status.COMPLETED
+    store.update("notes", note_pid)  # the default stays durable
+    assert len(synced) == 2

@@ -67,8 +67,10 @@ def apply(
     name: str,
     transition: Callable[[SessionRecord], object],
     timeout_s: float = LOCK_TIMEOUT_S,
+    durable: bool = True,
 ) -> SessionRecord:
-    """Run ``transition`` on ``name``'s record under its lock and write it; when it
+    """Run ``transition`` on ``name``'s record under its lock and write it (``durable``:
+    as :meth:`cms.engine.store.Store.update`); when it
     ended the session (active before, not after), tell the parent that started it.
     :class:`cms.engine.store.LockTimeout` when the lock is not had within
     ``timeout_s``."""
@@ -80,7 +82,7 @@ def apply(
         if was_active and not record.status.active:
             ended.append(True)
 
-    record = store.update(name, change, timeout_s)
+    record = store.update(name, change, timeout_s, durable=durable)
     if ended:
         _tell_parent(store, record)
     return record

@@ -172,9 +172,9 @@ class Store:
             where = ".".join(str(p) for p in first["loc"]) or "record"
             raise CorruptRecord(str(path), f"{where}: {first['msg']}") from exc
 
-    def _write(self, path: Path, record: BaseModel) -> None:
+    def _write(self, path: Path, record: BaseModel, durable: bool = True) -> None:
         try:
-            atomic_write(path, _to_toml(record.model_dump(mode="python")))
+            atomic_write(path, _to_toml(record.model_dump(mode="python")), durable=durable)
         except OSError as exc:
             raise _state_error(path, exc) from exc
 
@@ -295,17 +295,24 @@ class Store:
         name: str,
         change: Callable[[SessionRecord], object],
         timeout_s: float = LOCK_TIMEOUT_S,
+        durable: bool = True,
     ) -> SessionRecord:
         """Read-modify-write one record under its lock; ``change`` edits it in place (or
         returns a record to write instead; any other return value is ignored).
-        :class:`LockTimeout` when the lock is not had within ``timeout_s``."""
+        :class:`LockTimeout` when the lock is not had within ``timeout_s``.
+
+        ``durable=False`` skips the fsync (still atomic for every reader): for what a
+        running turn notes about its own processes (pids, its temp folder), which a
+        crash of the machine makes moot anyway, so that no fsync stands between a
+        delegation and the start of its claude. A status change is always durable."""
         path = self._session_path(name)
         with self.locked(path, timeout_s):
             record = self.load(name)
+            was_status = record.status
             returned = change(record)
             updated = returned if isinstance(returned, SessionRecord) else record
             updated.updated_at = utcnow()
-            self._write(path, updated)
+            self._write(path, updated, durable=durable or updated.status is not was_status)
             return updated
 
     def delete(self, name: str) -> None:

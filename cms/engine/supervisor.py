@@ -162,7 +162,7 @@ class Supervisor:
     def _claim_and_run(self, me: int, started: int | None) -> int:
         try:
             record = lifecycle.apply(
-                self.store, self.name, lambda r: lifecycle.claim(r, me, started)
+                self.store, self.name, lambda r: lifecycle.claim(r, me, started), durable=False
             )
         except CmsError as exc:  # aborted or deleted before it began: nothing to run
             self._log(f"not started: {exc.message}\n")
@@ -271,7 +271,10 @@ class Supervisor:
             child_pid, child_started = self.proc.pid, procs.start_ticks(self.proc.pid)
 
             lifecycle.apply(
-                self.store, self.name, lambda r: lifecycle.child(r, child_pid, child_started)
+                self.store,
+                self.name,
+                lambda r: lifecycle.child(r, child_pid, child_started),
+                durable=False,
             )
             self._send_prompt(prompt)
             self._pump(log)
@@ -302,7 +305,9 @@ class Supervisor:
         protected = self._protected(cwd)
         temp_dir = self.temp_dir
 
-        lifecycle.apply(self.store, self.name, lambda r: lifecycle.temp_folder(r, temp_dir))
+        lifecycle.apply(
+            self.store, self.name, lambda r: lifecycle.temp_folder(r, temp_dir), durable=False
+        )
         self._git_excludes(cwd, temp_dir)
         return sandbox.settings(
             record.preset.value,
