@@ -571,3 +571,21 @@ def test_update_durable_false_skips_fsync_but_a_status_change_never_does(
     assert store.load("notes").status is Status.COMPLETED
     store.update("notes", note_pid)  # the default stays durable
     assert len(synced) == 2
+
+
+def test_reading_a_result_marks_it_read_without_fsync(
+    project: Path, cms_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last write of a foreground delegation, after its turn ended (the result
+    marked read), costs no fsync on the way to the printed result."""
+    from cms.ops import get_session
+
+    opened = open_project(project)
+    record = SessionRecord(name="done", task="t", status=Status.COMPLETED, result_read=False)
+    opened.store.create(record)
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    assert get_session(opened, "done", mark_read=True).result_read
+    assert opened.store.load("done").result_read
+    assert synced == []

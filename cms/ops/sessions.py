@@ -113,7 +113,8 @@ def get_session(project: Project, name: str, mark_read: bool = False) -> Session
     its result counted as read."""
     record = project.store.load(check_name(name))
     if mark_read and not record.result_read and not record.status.active:
-        record = lifecycle.apply(project.store, record.name, lifecycle.read_result)
+        # No fsync: a crash that loses it shows the result as unread once more.
+        record = lifecycle.apply(project.store, record.name, lifecycle.read_result, durable=False)
     return record
 
 
