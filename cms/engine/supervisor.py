@@ -268,14 +268,7 @@ class Supervisor:
             except OSError as exc:
                 self._finish(Status.FAILED, f"could not start claude ({binary}): {exc}")
                 return 1
-            child_pid, child_started = self.proc.pid, procs.start_ticks(self.proc.pid)
-
-            lifecycle.apply(
-                self.store,
-                self.name,
-                lambda r: lifecycle.child(r, child_pid, child_started),
-                durable=False,
-            )
+            self._note_child(self.proc.pid)
             self._send_prompt(prompt)
             self._pump(log)
         # Tool processes claude ran in sessions of their own outlive a claude that was
@@ -285,6 +278,17 @@ class Supervisor:
         self._remove_temp()
         self._end_engine_turn(record)
         return self._conclude(stderr_path)
+
+    def _note_child(self, child_pid: int) -> None:
+        """claude's pid in the record, for abort and reconcile (no fsync: a crash of the
+        machine makes it moot, and none may stand before claude's start)."""
+        child_started = procs.start_ticks(child_pid)
+        lifecycle.apply(
+            self.store,
+            self.name,
+            lambda r: lifecycle.child(r, child_pid, child_started),
+            durable=False,
+        )
 
     def _end_engine_turn(self, record: SessionRecord | None = None) -> None:
         """Nothing of the turn left on its host; its work home as ``cms/NAME``."""
