@@ -22,7 +22,6 @@ import pytest
 from cmsrun import Cms, Watcher, git, tool_results, tree_state
 from dockerhost import (
     LOCAL_ENDPOINT,
-    Listener,
     Sshd,
     child_image,
     docker,
@@ -37,6 +36,7 @@ from test_sandbox_e2e import (
     ESCAPES,
     MAKEFILE,
     TAMPERED,
+    Listener,
     Scene,
     alive,
     end_victim,
