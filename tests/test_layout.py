@@ -153,6 +153,32 @@ def test_cms_hook_through_the_console_entry_loads_no_cli() -> None:
     assert loaded <= HOOK_PATH | {"cms.ui", "cms.ui.entry", "cms.ui.hookrun"}, loaded
 
 
+def test_the_cli_path_loads_no_pydantic_or_filelock(tmp_path: Path) -> None:
+    # Every command imports the CLI and the API, and every delegation reads, creates
+    # and updates records under their locks: pydantic (its import and building the
+    # models) and filelock cost that path some 90 ms of each `cms` command. Only the
+    # MCP server loads pydantic (the mcp SDK needs it anyway).
+    code = (
+        "import sys; from pathlib import Path; import cms.ui.cli, cms.ops; "
+        "from cms.base.paths import ProjectPaths; from cms.engine.store import Store; "
+        "from cms.engine.models import SessionRecord; "
+        "store = Store(ProjectPaths.for_project(Path(sys.argv[1]))); "
+        "store.create(SessionRecord(name='a', task='t')); "
+        "store.update('a', lambda r: setattr(r, 'status', 'running')); "
+        "store.update_project(lambda c: None); "
+        "assert [r.status for r in store.list().records] == ['running']; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('pydantic', 'pydantic_core', 'filelock')))"
+    )
+    project = tmp_path / "project"
+    project.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CMS_", "PYTHON"))}
+    env.update(PYTHONPATH=str(REPO), CMS_HOME=str(tmp_path / "home"))
+    out = subprocess.run([sys.executable, "-c", code, str(project)], env=env,
+                         capture_output=True, text=True, check=True, timeout=60).stdout  # fmt: skip
+    assert ast.literal_eval(out.strip().splitlines()[-1]) == []
+
+
 def test_no_module_imports_back_through_a_package_that_imports_it() -> None:
     # `from cms.ops import setup` inside cms/ops/ runs cms/ops/__init__.py, which imports
     # every module of the API: a cycle at run time that grimp records as a plain edge.

@@ -22,7 +22,7 @@ import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import cmsrun
 import pytest
@@ -55,7 +55,7 @@ STATUS_WORDS = (
 WORKERS = 16
 #: 1,600 locked updates of one record: enough to lose some if the cycles were not
 #: serialized, few enough that no worker waits the lock's 30 s on a loaded machine
-#: (filelock polls; it does not queue waiters fairly).
+#: (a waiter polls the lock; waiters are not queued fairly).
 UPDATES_PER_WORKER = 100
 KILLS = 30
 
@@ -607,21 +607,21 @@ def test_a_waiter_takes_a_freed_record_lock_within_milliseconds(
     """The first writes of a delegation contend for its record's lock (the starter notes
     the supervisor's pid while the supervisor claims the record): a waiter looks again
     every few milliseconds, not at filelock's default 50 ms, which the start of every
-    turn would pay."""
-    import filelock
+    turn would pay. The holder is filelock's FileLock: cms's flock excludes it too."""
+    import fcntl
 
     store = make_store(project)
     store.create(SessionRecord(name="contended", task="t"))
     path = store.paths.session_file("contended")
     attempts: list[float] = []
-    lock_class = type(filelock.FileLock(str(path) + ".probe"))
-    real_acquire = lock_class._acquire
+    real_flock = fcntl.flock
 
-    def counted(self: Any) -> None:
-        attempts.append(time.monotonic())
-        real_acquire(self)
+    def counted(fd: int, operation: int) -> None:
+        if operation & fcntl.LOCK_EX:
+            attempts.append(time.monotonic())
+        real_flock(fd, operation)
 
-    monkeypatch.setattr(lock_class, "_acquire", counted)
+    monkeypatch.setattr(fcntl, "flock", counted)
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(path), "0.5"], stdout=subprocess.PIPE, text=True
     )

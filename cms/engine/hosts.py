@@ -15,11 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from cms.base import paths
 from cms.base.errors import BadInput, CorruptRecord, EnvironmentProblem
 from cms.base.files import atomic_write
+from cms.engine.models import InvalidRecord, Model, at_least, more_than
 
 LOCAL = "local"
 #: The image a host runs when ``--image`` is not given (``cms host build-image`` tags it).
@@ -29,18 +28,19 @@ _SIZE = re.compile(r"^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$")
 IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 
 
-class Host(BaseModel):
+class Host(
+    Model,
+    checks={"max_parallel": at_least(1), "cpus": more_than(0), "pids_limit": at_least(16)},
+):
     """One Docker host."""
-
-    model_config = ConfigDict(extra="ignore")
 
     name: str
     docker: str
     image: str = DEFAULT_IMAGE
-    max_parallel: int | None = Field(default=None, ge=1)
-    cpus: float | None = Field(default=None, gt=0)
+    max_parallel: int | None = None
+    cpus: float | None = None
     memory: str | None = None
-    pids_limit: int = Field(default=512, ge=16)
+    pids_limit: int = 512
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -117,8 +117,8 @@ def load(home: Path) -> dict[str, Host]:
         if not isinstance(fields, dict):
             raise CorruptRecord(str(path), f"hosts.{name} is not a table")
         try:
-            found[name] = Host(name=name, **fields)
-        except ValueError as exc:
+            found[name] = Host.model_validate({**fields, "name": name})
+        except InvalidRecord as exc:
             raise CorruptRecord(str(path), f"hosts.{name}: {exc}") from exc
     return found
 

@@ -1,21 +1,29 @@
 """Typed records of what cms keeps on disk: a session and a project's settings.
 
 The field names here are the on-disk contract: the hook entry points read the same
-TOML files with :mod:`tomllib` alone (no pydantic on that path), through the keys of
+TOML files with :mod:`tomllib` alone (they never load this module), through the keys of
 :class:`cms.base.vocab.Record`, which a test holds equal to these fields.
 ``schema_version`` lets a later cms migrate older records; a record from a newer cms
 is refused by name rather than misread.
+
+The records are plain classes on :class:`Model`, in the standard library alone: every
+``cms`` command imports them, and pydantic cost that start-up some 80 ms (its import,
+building the models, what it drags in). :class:`Model` keeps the part of pydantic's
+interface cms uses (``model_validate``, ``model_dump``, ``model_copy``,
+``model_fields``) and its lax coercion, on construction and on every assignment:
+``record.status = "running"`` stores ``Status.RUNNING``, an int for a float is a float,
+an ISO string or a TOML datetime a datetime; a value it cannot take raises
+:class:`InvalidRecord` (a ``ValueError``) naming the field.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+import sys
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime
+from enum import Enum, StrEnum
+from typing import Any, ClassVar, Literal, Self, TypeVar, cast, dataclass_transform
 
 from cms.base import vocab
 
@@ -58,18 +66,391 @@ class Preset(StrEnum):
     FULL = "full"
 
 
-def _finite_non_negative(value: float | None, what: str) -> float | None:
-    if value is None:
-        return None
-    if math.isnan(value) or math.isinf(value) or value < 0:
-        raise ValueError(f"{what} must be a finite number >= 0, got {value}")
+# -- the records' machinery ---------------------------------------------------------------
+
+T = TypeVar("T")
+_MISSING: Any = object()
+
+
+class InvalidRecord(ValueError):
+    """A value a record's field cannot take. ``loc`` is where (``("after", 1)``: the
+    second item of ``after``), ``msg`` what is wrong, in the words pydantic used, so a
+    record on disk is reported as it always was: ``turns: Input should be ...``."""
+
+    def __init__(self, loc: tuple[str | int, ...], msg: str) -> None:
+        super().__init__(f"{'.'.join(str(p) for p in loc) or 'record'}: {msg}")
+        self.loc = loc
+        self.msg = msg
+
+
+def _refuse(should: str) -> InvalidRecord:
+    return InvalidRecord((), f"Input should be {should}")
+
+
+_Coerce = Callable[[Any], Any]
+
+
+def _str(value: Any) -> str:
+    if type(value) is str:
+        return value
+    if isinstance(value, str):  # a StrEnum member: its plain text, as pydantic kept it
+        return str(value)
+    if isinstance(value, bytes | bytearray):
+        try:
+            return bytes(value).decode()
+        except UnicodeDecodeError:
+            raise _refuse("a valid string, unable to parse raw data as a unicode string") from None
+    raise _refuse("a valid string")
+
+
+def _int(value: Any) -> int:
+    if type(value) is int:
+        return value
+    if isinstance(value, int):  # bool, IntEnum
+        return int(value)
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        if math.isnan(value) or math.isinf(value):
+            raise _refuse("a finite number")
+        raise _refuse("a valid integer, got a number with a fractional part")
+    if isinstance(value, str | bytes | bytearray):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise _refuse("a valid integer, unable to parse string as an integer") from None
+    raise _refuse("a valid integer")
+
+
+def _float(value: Any) -> float:
+    if type(value) is float:
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str | bytes | bytearray):
+        try:
+            return float(value.strip())
+        except ValueError:
+            raise _refuse("a valid number, unable to parse string as a number") from None
+    raise _refuse("a valid number")
+
+
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
+def _bool(value: Any) -> bool:
+    if value is True or value is False:
+        return bool(value)
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, bytes | bytearray):
+        value = value.decode(errors="replace")
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    if isinstance(value, int | str) or (isinstance(value, float) and value.is_integer()):
+        raise _refuse("a valid boolean, unable to interpret input")
+    raise _refuse("a valid boolean")
+
+
+def _datetime(value: Any) -> datetime:
+    """A datetime, an ISO 8601 string (``Z`` for UTC), a date (its midnight) or epoch
+    seconds (UTC, also as a string), as pydantic took them."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    if isinstance(value, bytes | bytearray):
+        value = value.decode(errors="replace")
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.strip())
+        except ValueError:
+            try:
+                value = float(value)
+            except ValueError:
+                raise _refuse("a valid datetime or date, not ISO 8601") from None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise _refuse("a valid datetime, dates after 9999 are not supported") from None
+    raise _refuse("a valid datetime")
+
+
+def _str_list(value: Any) -> list[str]:
+    if not isinstance(value, list | tuple | set | frozenset):
+        raise _refuse("a valid list")
+    items: list[str] = []
+    for index, item in enumerate(value):
+        try:
+            items.append(_str(item))
+        except InvalidRecord as exc:
+            raise InvalidRecord((index, *exc.loc), exc.msg) from None
+    return items
+
+
+def _enum(kind: type[Enum]) -> _Coerce:
+    words = [repr(member.value) for member in kind]
+    message = "Input should be " + (
+        f"{', '.join(words[:-1])} or {words[-1]}" if len(words) > 1 else words[0]
+    )
+
+    def coerce(value: Any) -> Enum:
+        try:
+            return kind(value)
+        except (ValueError, TypeError):
+            raise InvalidRecord((), message) from None
+
+    return coerce
+
+
+def _nested(kind: type[Model]) -> _Coerce:
+    def coerce(value: Any) -> Model:
+        if isinstance(value, kind):
+            return value
+        if isinstance(value, dict):
+            return kind.model_validate(value)
+        raise _refuse(f"a valid dictionary or instance of {kind.__name__}")
+
+    return coerce
+
+
+_SCALARS: dict[str, _Coerce] = {
+    "str": _str,
+    "int": _int,
+    "float": _float,
+    "bool": _bool,
+    "datetime": _datetime,
+    "list[str]": _str_list,
+}
+
+
+def _coercer(annotation: str, namespace: dict[str, Any], check: _Coerce | None) -> _Coerce:
+    """The function that takes a value for a field annotated ``annotation`` (a string:
+    ``from __future__ import annotations``), then ``check`` on a value that is not None."""
+    optional = annotation.endswith(" | None")
+    base = annotation.removesuffix(" | None")
+    coerce = _SCALARS.get(base)
+    if coerce is None:
+        kind = namespace[base]
+        coerce = _enum(kind) if issubclass(kind, Enum) else _nested(kind)
+    if check is None and not optional:
+        return coerce
+    inner = coerce
+
+    def checked(value: Any) -> Any:
+        if value is None and optional:
+            return None
+        taken = inner(value)
+        return taken if check is None else check(taken)
+
+    return checked
+
+
+def at_least(low: float) -> _Coerce:
+    def check(value: Any) -> Any:
+        if value < low:
+            raise _refuse(f"greater than or equal to {low}")
+        return value
+
+    return check
+
+
+def more_than(low: float) -> _Coerce:
+    def check(value: Any) -> Any:
+        if not value > low:
+            raise _refuse(f"greater than {low}")
+        return value
+
+    return check
+
+
+def _finite_non_negative(what: str) -> _Coerce:
+    """A budget or a spend: a NaN or negative one (a record edited by hand) would hide
+    every other session's spend from the project's cap, and NaN is not JSON."""
+
+    def check(value: float) -> float:
+        if math.isnan(value) or math.isinf(value) or value < 0:
+            raise InvalidRecord(
+                (), f"Value error, {what} must be a finite number >= 0, got {value}"
+            )
+        return value
+
+    return check
+
+
+class _Factory:
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+def field(*, default_factory: Callable[[], T]) -> T:
+    """A default made anew for each record (a list, nested settings)."""
+    return cast(T, _Factory(default_factory))
+
+
+class _Field:
+    __slots__ = ("coerce", "default", "factory")
+
+    def __init__(self, coerce: _Coerce, default: Any, factory: Callable[[], Any] | None) -> None:
+        self.coerce = coerce
+        self.default = default
+        self.factory = factory
+
+
+def _dump(value: Any, json: bool, exclude_none: bool) -> Any:
+    if isinstance(value, Model):
+        return value.model_dump(mode="json" if json else "python", exclude_none=exclude_none)
+    if isinstance(value, list):
+        return [_dump(item, json, exclude_none) for item in value]
+    if json and isinstance(value, Enum):
+        return value.value
+    if json and isinstance(value, datetime):
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
     return value
 
 
-class SessionRecord(BaseModel):
-    """One session: its settings, budgets, progress and last outcome."""
+@dataclass_transform(kw_only_default=True, field_specifiers=(field,))
+class Model:
+    """A record of typed fields: each subclass's annotations are its fields, in order;
+    a class attribute is a field's default (``field(default_factory=...)`` for one made
+    anew), ``checks`` names further checks of some fields' values. Unknown keys are
+    ignored, as a record from a newer cms may have some."""
 
-    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+    model_fields: ClassVar[dict[str, _Field]] = {}
+
+    def __init_subclass__(cls, checks: dict[str, _Coerce] | None = None, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        namespace = sys.modules[cls.__module__].__dict__
+        fields: dict[str, _Field] = {}
+        # Its own annotations only (inspect.get_annotations would cost inspect's import).
+        own = cls.__dict__.get("__annotations__", {})  # noqa: RUF063
+        for name, annotation in own.items():
+            if annotation.startswith("ClassVar"):
+                continue
+            default = cls.__dict__.get(name, _MISSING)
+            factory = default.make if isinstance(default, _Factory) else None
+            if factory is not None:
+                delattr(cls, name)
+                default = _MISSING
+            check = (checks or {}).get(name)
+            fields[name] = _Field(_coercer(annotation, namespace, check), default, factory)
+        cls.model_fields = fields
+
+    def __init__(self, **data: Any) -> None:
+        self._fill(data)
+
+    def _fill(self, data: dict[str, Any]) -> None:
+        values: dict[str, Any] = {}
+        for name, spec in self.model_fields.items():
+            value = data.get(name, _MISSING)
+            if value is not _MISSING:
+                try:
+                    values[name] = spec.coerce(value)
+                except InvalidRecord as exc:
+                    raise InvalidRecord((name, *exc.loc), exc.msg) from None
+            elif spec.factory is not None:
+                values[name] = spec.factory()
+            elif spec.default is not _MISSING:
+                values[name] = spec.default
+            else:
+                raise InvalidRecord((name,), "Field required")
+        self.__dict__.update(values)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        spec = self.model_fields.get(name)
+        if spec is None:
+            raise AttributeError(f"{type(self).__name__} has no field {name!r}")
+        try:
+            self.__dict__[name] = spec.coerce(value)
+        except InvalidRecord as exc:
+            raise InvalidRecord((name, *exc.loc), exc.msg) from None
+
+    @classmethod
+    def model_validate(cls, data: Any) -> Self:
+        """A record from a mapping (a TOML table, a JSON object) or the record itself."""
+        if isinstance(data, cls):
+            return data
+        if not isinstance(data, dict):
+            raise _refuse(f"a valid dictionary or instance of {cls.__name__}")
+        record = cls.__new__(cls)
+        record._fill(data)
+        return record
+
+    def model_dump(
+        self,
+        *,
+        mode: Literal["python", "json"] = "python",
+        exclude: Iterable[str] = (),
+        exclude_none: bool = False,
+    ) -> dict[str, Any]:
+        """The fields by name; ``json``: enums as their values, datetimes as ISO text
+        (``Z`` for UTC), as pydantic wrote them."""
+        json = mode == "json"
+        skip = frozenset(exclude)
+        out: dict[str, Any] = {}
+        for name, value in self.__dict__.items():
+            if name in skip or (value is None and exclude_none):
+                continue
+            out[name] = value if type(value) in _PLAIN else _dump(value, json, exclude_none)
+        return out
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy (nested records and lists shared unless ``deep``), with ``update``'s
+        values taken as assignments are."""
+        copied = type(self).__new__(type(self))
+        values = dict(self.__dict__)
+        if deep:
+            import copy
+
+            values = copy.deepcopy(values)
+        copied.__dict__.update(values)
+        for name, value in (update or {}).items():
+            setattr(copied, name, value)
+        return copied
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: equal by value, not hashable
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items())
+        return f"{type(self).__name__}({fields})"
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _turns(value: int) -> int:
+    if value < 0:
+        raise InvalidRecord((), f"Value error, max_turns must be >= 0, got {value}")
+    return value
+
+
+# -- the records ---------------------------------------------------------------------------
+
+_BUDGET = _finite_non_negative("budget")
+_SPEND = _finite_non_negative("spend")
+
+
+class SessionRecord(
+    Model,
+    checks={
+        "max_cost_usd": _BUDGET,
+        "timeout_s": _BUDGET,
+        "cost_usd": _SPEND,
+        "settled_cost_usd": _SPEND,
+        "max_turns": _turns,
+    },
+):
+    """One session: its settings, budgets, progress and last outcome."""
 
     schema_version: int = SCHEMA_VERSION
     name: str
@@ -133,36 +514,16 @@ class SessionRecord(BaseModel):
     notice: str | None = None
     #: The sessions this one runs after (``--after``): it stays ``queued`` until all
     #: of them ended, and starts only when all completed (or finished).
-    after: list[str] = Field(default_factory=list)
+    after: list[str] = field(default_factory=list)
     #: True once they all had and its first exchange was given their results.
     after_met: bool = False
     #: Where its turns run: ``local`` (this machine) or a Docker host's name
     #: (``$CMS_HOME/hosts.toml``); it keeps its host for all its turns.
     host: str = "local"
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
     turn_started_at: datetime | None = None
     ended_at: datetime | None = None
-
-    @field_validator("max_cost_usd", "timeout_s")
-    @classmethod
-    def _check_float_budget(cls, value: float | None) -> float | None:
-        return _finite_non_negative(value, "budget")
-
-    @field_validator("cost_usd", "settled_cost_usd")
-    @classmethod
-    def _check_spend(cls, value: float) -> float:
-        # A NaN or negative spend (a record edited by hand) would hide from the
-        # project's cap every other session's spend, and NaN is not JSON.
-        _finite_non_negative(value, "spend")
-        return value
-
-    @field_validator("max_turns")
-    @classmethod
-    def _check_turns(cls, value: int | None) -> int | None:
-        if value is not None and value < 0:
-            raise ValueError(f"max_turns must be >= 0, got {value}")
-        return value
 
     def public(self) -> dict[str, Any]:
         """The JSON object of docs/DESIGN.md for this session (plus a few extra fields)."""
@@ -186,26 +547,27 @@ def spend(records: Iterable[SessionRecord], exclude: str | None = None) -> float
     return sum(r.cost_usd for r in records if r.name != exclude)
 
 
-class Limits(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+_COST = {
+    name: _finite_non_negative(name)
+    for name in ("max_cost_usd", "session_cap_usd", "subagent_cap_usd", "daily_cap_usd")
+}
 
+
+class Limits(
+    Model,
+    # max_parallel 0 would queue every session forever.
+    checks={**_COST, "max_parallel": at_least(1), "max_depth": at_least(0)},
+):
     max_cost_usd: float | None = None
-    max_parallel: int = Field(default=4, ge=1)  # 0 would queue every session forever
-    max_depth: int = Field(default=2, ge=0)
+    max_parallel: int = 4
+    max_depth: int = 2
     #: Caps over all of Claude Code in the project (cms.hooks.caps holds them).
     session_cap_usd: float | None = None
     subagent_cap_usd: float | None = None
     daily_cap_usd: float | None = None
 
-    @field_validator("max_cost_usd", "session_cap_usd", "subagent_cap_usd", "daily_cap_usd")
-    @classmethod
-    def _check_cost(cls, value: float | None, info: ValidationInfo) -> float | None:
-        return _finite_non_negative(value, str(info.field_name))
 
-
-class Defaults(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class Defaults(Model):
     preset: Preset | None = None
     model: str | None = None
     max_cost_usd: float | None = None
@@ -215,20 +577,16 @@ class Defaults(BaseModel):
     host: str | None = None
 
 
-class SandboxConfig(BaseModel):
+class SandboxConfig(Model):
     """The project's network rules for its ``edit`` children's commands."""
 
-    model_config = ConfigDict(extra="ignore")
-
-    allowed_domains: list[str] = Field(default_factory=list)
-    denied_domains: list[str] = Field(default_factory=list)
+    allowed_domains: list[str] = field(default_factory=list)
+    denied_domains: list[str] = field(default_factory=list)
 
 
-class ProjectConfig(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class ProjectConfig(Model):
     schema_version: int = SCHEMA_VERSION
     project: str = ""
-    limits: Limits = Field(default_factory=Limits)
-    defaults: Defaults = Field(default_factory=Defaults)
-    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    limits: Limits = field(default_factory=Limits)
+    defaults: Defaults = field(default_factory=Defaults)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)

@@ -3,8 +3,9 @@
 Readers never lock: every write goes to a temp file in the same folder that is fsynced
 and then ``os.replace``d over the record, so a reader sees the old file or the new one,
 never half of one, and a writer killed at any instant leaves a parseable file. Writers
-that read-modify-write hold the record's lock (``<file>.lock``, filelock) for the whole
-cycle so concurrent updates from many processes are never lost.
+that read-modify-write hold the record's lock (``<file>.lock``, :func:`fcntl.flock`, as
+filelock takes it) for the whole cycle so concurrent updates from many processes are
+never lost; the kernel lets go of a lock whose holder died.
 
 Permissions: ``$CMS_HOME`` and every folder below are 0700, every file 0600.
 """
@@ -13,32 +14,40 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
+import time
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
-
 from cms import __version__
 from cms.base.errors import BadInput, CorruptRecord, EnvironmentProblem, NotFound
 from cms.base.files import DIR_MODE, FILE_MODE, atomic_write, encodable
 from cms.base.paths import ProjectPaths, valid_name
-from cms.engine.models import SCHEMA_VERSION, ProjectConfig, SessionRecord, spend, utcnow
+from cms.engine.models import (
+    SCHEMA_VERSION,
+    InvalidRecord,
+    Model,
+    ProjectConfig,
+    SessionRecord,
+    spend,
+    utcnow,
+)
 
 LOCK_TIMEOUT_S = 30.0
 #: How often a waiter tries a held lock again (seconds). Locks are held for a read and
 #: a write (milliseconds), and the first ones of a delegation are contended at once
 #: (the starter notes the supervisor's pid while the supervisor claims the record):
-#: filelock's default of 50 ms would add up to that to the start of every turn.
+#: a poll of 50 ms (filelock's default) would add up to that to the start of every turn.
 LOCK_POLL_S = 0.005
 #: Changes whenever the record model changes, so an index from another cms is ignored.
 INDEX_VERSION = f"{SCHEMA_VERSION}:{__version__}"
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound=Model)
 
 
 def _state_error(path: Path, exc: OSError, verb: str = "write") -> EnvironmentProblem:
@@ -82,27 +91,60 @@ class LockTimeout(EnvironmentProblem):
     """A lock that another process held past the wait a caller could afford."""
 
 
+def _open_lock(path: str) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+    with contextlib.suppress(PermissionError):  # made under a narrower umask, or not ours
+        if os.fstat(fd).st_mode & 0o777 != FILE_MODE:
+            os.fchmod(fd, FILE_MODE)
+    return fd
+
+
+def _take_lock(path: str, timeout_s: float) -> int | None:
+    """The descriptor of ``path`` with an exclusive :func:`fcntl.flock` on it, tried every
+    :data:`LOCK_POLL_S` (at least once) until ``timeout_s`` passed (then None); a
+    negative timeout waits for good. A lock file unlinked while we waited (``delete``)
+    is opened anew: its old inode locks nothing another process would open."""
+    started = time.monotonic()
+    fd = _open_lock(path)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if 0 <= timeout_s <= time.monotonic() - started:
+                    os.close(fd)
+                    return None
+                time.sleep(LOCK_POLL_S)
+                continue
+            if os.fstat(fd).st_nlink > 0:
+                return fd
+            os.close(fd)
+            fd = -1
+            fd = _open_lock(path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        raise
+
+
 @contextlib.contextmanager
 def file_lock(path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     """Hold ``path``'s lock file (``<path>.lock``, 0600) while the block runs: the one
-    locking scheme of cms (the shell launcher in scripts/ keeps its own)."""
-    from filelock import FileLock, Timeout  # only writers pay for the import
-
-    lock = FileLock(str(path) + ".lock", mode=FILE_MODE, timeout=timeout_s)
+    locking scheme of cms (the shell launcher in scripts/ keeps its own). It is
+    ``flock`` on that file, as filelock's ``FileLock`` takes it, so the two exclude
+    each other."""
     try:
-        lock.acquire(poll_interval=LOCK_POLL_S)
-    except Timeout as exc:
-        raise LockTimeout(
-            f"timed out waiting for the lock on {path}; is another cms stuck?"
-        ) from exc
+        fd = _take_lock(str(path) + ".lock", timeout_s)
     except OSError as exc:  # read-only file system, no space for the lock file, ...
         raise _state_error(path, exc) from exc
+    if fd is None:
+        raise LockTimeout(f"timed out waiting for the lock on {path}; is another cms stuck?")
     try:
         yield
     except PermissionError as exc:
         raise _state_error(path, exc) from exc
     finally:
-        lock.release()
+        os.close(fd)  # closing the only descriptor releases the lock
 
 
 @dataclass
@@ -172,12 +214,10 @@ class Store:
             )
         try:
             return model.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "record"
-            raise CorruptRecord(str(path), f"{where}: {first['msg']}") from exc
+        except InvalidRecord as exc:
+            raise CorruptRecord(str(path), str(exc)) from exc
 
-    def _write(self, path: Path, record: BaseModel, durable: bool = True) -> None:
+    def _write(self, path: Path, record: Model, durable: bool = True) -> None:
         try:
             atomic_write(path, _to_toml(record.model_dump(mode="python")), durable=durable)
         except OSError as exc:

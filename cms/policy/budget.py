@@ -5,7 +5,7 @@ Three callers ask it and must agree: every starter in :mod:`cms.ops.turns` befor
 exchange starts (``starting``), the supervisor before and while it runs one, and the
 child's PreToolUse hook before every tool call (going on). The record is read as the
 hook reads it, a mapping of the record's fields (TOML as :mod:`tomllib` gives it, or
-a pydantic record's ``model_dump()``), so that all three read the same numbers.
+a record's ``model_dump()``), so that all three read the same numbers.
 
 The reasons, in the order they are judged: the session was aborted, its spend reached
 its budget, its turns reached their limit (while going on: went past it, since Claude
