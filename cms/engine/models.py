@@ -233,7 +233,9 @@ def _coercer(annotation: str, namespace: dict[str, Any], check: _Coerce | None) 
     base = annotation.removesuffix(" | None")
     coerce = _SCALARS.get(base)
     if coerce is None:
-        kind = namespace[base]
+        kind = namespace.get(base)
+        if not (isinstance(kind, type) and issubclass(kind, Enum | Model)):
+            raise TypeError(f"a record's field cannot be {annotation!r}: see _coercer")
         coerce = _enum(kind) if issubclass(kind, Enum) else _nested(kind)
     if check is None and not optional:
         return coerce
@@ -330,6 +332,9 @@ class Model:
         # Its own annotations only (inspect.get_annotations would cost inspect's import).
         own = cls.__dict__.get("__annotations__", {})  # noqa: RUF063
         for name, annotation in own.items():
+            if not isinstance(annotation, str):
+                raise TypeError(f"{cls.__name__}: a record's module must start with "
+                                "`from __future__ import annotations`")  # fmt: skip
             if annotation.startswith("ClassVar"):
                 continue
             default = cls.__dict__.get(name, _MISSING)
