@@ -1,7 +1,7 @@
 """The words cms, its records and its hooks share, in the standard library alone.
 
 The hook path (every tool call of every child, every start and stop of the user's
-sessions) reads records with :mod:`tomllib` and does not import the record models of
+sessions) reads records with :mod:`tomllib` and cannot import the pydantic models of
 :mod:`cms.engine.models`, so what both sides must agree on lives here: the statuses,
 the presets, the tools, the keys of a session record (:class:`Record`, checked against
 the model's fields by a test) and how money is written.
