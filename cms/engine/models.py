@@ -166,10 +166,13 @@ def _datetime(value: Any) -> datetime:
         try:
             return datetime.fromisoformat(value.strip())
         except ValueError:
-            try:
-                value = float(value)
-            except ValueError:
-                raise _refuse("a valid datetime or date, not ISO 8601") from None
+            pass
+        try:  # epoch seconds as text, without spaces around (pydantic took those too)
+            value = float(value) if value == value.strip() else math.nan
+        except ValueError:
+            value = math.nan
+        if math.isnan(value):
+            raise _refuse("a valid datetime or date, not ISO 8601")
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
             return datetime.fromtimestamp(value, UTC)
@@ -227,9 +230,8 @@ _SCALARS: dict[str, _Coerce] = {
 
 
 def _coercer(annotation: str, namespace: dict[str, Any], check: _Coerce | None) -> _Coerce:
-    """The function that takes a value for a field annotated ``annotation`` (a string:
-    ``from __future__ import annotations``), then ``check`` on a value that is not None."""
-    optional = annotation.endswith(" | None")
+    """The function that takes a value other than None for a field annotated
+    ``annotation`` (a string: ``from __future__ import annotations``), then ``check``."""
     base = annotation.removesuffix(" | None")
     coerce = _SCALARS.get(base)
     if coerce is None:
@@ -237,17 +239,10 @@ def _coercer(annotation: str, namespace: dict[str, Any], check: _Coerce | None) 
         if not (isinstance(kind, type) and issubclass(kind, Enum | Model)):
             raise TypeError(f"a record's field cannot be {annotation!r}: see _coercer")
         coerce = _enum(kind) if issubclass(kind, Enum) else _nested(kind)
-    if check is None and not optional:
+    if check is None:
         return coerce
-    inner = coerce
-
-    def checked(value: Any) -> Any:
-        if value is None and optional:
-            return None
-        taken = inner(value)
-        return taken if check is None else check(taken)
-
-    return checked
+    inner, then = coerce, check
+    return lambda value: then(inner(value))
 
 
 def at_least(low: float) -> _Coerce:
@@ -295,12 +290,24 @@ def field(*, default_factory: Callable[[], T]) -> T:
 
 
 class _Field:
-    __slots__ = ("coerce", "default", "factory")
+    """How a field takes a value: ``coerce`` (for a value other than None; None only
+    where ``optional``), and its default or the ``factory`` that makes one."""
 
-    def __init__(self, coerce: _Coerce, default: Any, factory: Callable[[], Any] | None) -> None:
+    __slots__ = ("coerce", "default", "factory", "optional")
+
+    def __init__(self, annotation: str, coerce: _Coerce, default: Any) -> None:
         self.coerce = coerce
-        self.default = default
-        self.factory = factory
+        self.optional = annotation.endswith(" | None")
+        self.factory = default.make if isinstance(default, _Factory) else None
+        self.default = _MISSING if self.factory else default
+
+    def take(self, name: str, value: Any) -> Any:
+        if value is None and self.optional:
+            return None
+        try:
+            return self.coerce(value)
+        except InvalidRecord as exc:
+            raise InvalidRecord((name, *exc.loc), exc.msg) from None
 
 
 def _dump(value: Any, json: bool, exclude_none: bool) -> Any:
@@ -338,12 +345,10 @@ class Model:
             if annotation.startswith("ClassVar"):
                 continue
             default = cls.__dict__.get(name, _MISSING)
-            factory = default.make if isinstance(default, _Factory) else None
-            if factory is not None:
-                delattr(cls, name)
-                default = _MISSING
-            check = (checks or {}).get(name)
-            fields[name] = _Field(_coercer(annotation, namespace, check), default, factory)
+            if isinstance(default, _Factory):
+                delattr(cls, name)  # each record gets its own (``_fill``)
+            coerce = _coercer(annotation, namespace, (checks or {}).get(name))
+            fields[name] = _Field(annotation, coerce, default)
         cls.model_fields = fields
 
     def __init__(self, **data: Any) -> None:
@@ -353,11 +358,10 @@ class Model:
         values: dict[str, Any] = {}
         for name, spec in self.model_fields.items():
             value = data.get(name, _MISSING)
-            if value is not _MISSING:
-                try:
-                    values[name] = spec.coerce(value)
-                except InvalidRecord as exc:
-                    raise InvalidRecord((name, *exc.loc), exc.msg) from None
+            if value is None and spec.optional:
+                values[name] = None
+            elif value is not _MISSING:
+                values[name] = spec.take(name, value)
             elif spec.factory is not None:
                 values[name] = spec.factory()
             elif spec.default is not _MISSING:
@@ -370,10 +374,7 @@ class Model:
         spec = self.model_fields.get(name)
         if spec is None:
             raise AttributeError(f"{type(self).__name__} has no field {name!r}")
-        try:
-            self.__dict__[name] = spec.coerce(value)
-        except InvalidRecord as exc:
-            raise InvalidRecord((name, *exc.loc), exc.msg) from None
+        self.__dict__[name] = spec.take(name, value)
 
     @classmethod
     def model_validate(cls, data: Any) -> Self:
