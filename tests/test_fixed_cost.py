@@ -92,3 +92,49 @@ def test_the_command_line_ends_with_its_output_flushed_and_its_exit_status(
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert piped.stdout.strip() == "[]"  # nothing runs after the command: it has ended
+
+
+def test_a_waiter_wakes_when_a_watched_process_ends_not_at_its_next_poll() -> None:
+    # The foreground `cms delegate` and `cms wait` follow the supervisors' pids: the end
+    # of a turn (its supervisor records the outcome, then exits) ends the sleep at once.
+    short = subprocess.Popen(["sleep", "0.3"])
+    watch = procs.ExitWatch()
+    try:
+        watch.follow([short.pid])
+        assert watch.watching
+        start = time.monotonic()
+        watch.sleep(20.0)
+        woke = time.monotonic() - start
+        assert 0.2 < woke < 10.0, f"slept {woke:.2f}s for a process that ended after 0.3s"
+        # An ended process wakes the waiter once: then it is let go, and sleeps sleep.
+        watch.follow([short.pid])
+        assert not watch.watching
+        start = time.monotonic()
+        watch.sleep(0.2)
+        assert time.monotonic() - start >= 0.19
+    finally:
+        watch.close()
+        short.wait()
+
+
+def test_a_delegation_loads_no_module_it_does_not_use() -> None:
+    # What `cms delegate` imports on this machine's path to claude (the CLI, the
+    # operations it calls, the supervisor forked from it): not the Docker engine, the
+    # doctor, the reports or the spending over all of Claude Code.
+    code = (
+        "import sys; from cms.ui import cli; from cms import ops; "
+        "[getattr(ops, n) for n in ('open_project', 'reconcile', 'delegate', 'run_and_wait',"
+        " 'make_options', 'all_successful')]; import cms.engine.supervisor; "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        ).stdout.split()
+    )
+    unused = {
+        "cms.engine.docker", "cms.engine.bridge", "cms.ops.doctor", "cms.ops.reports",
+        "cms.ops.spending", "cms.ops.hosts", "cms.hooks.caps", "cms.hooks.spend",
+    }  # fmt: skip
+    assert loaded & unused == set()
+    assert {"cms.ops.turns", "cms.engine.launcher", "cms.engine.supervisor"} <= loaded

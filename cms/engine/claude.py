@@ -286,3 +286,16 @@ def child_env(
         # below this folder instead of the shared /tmp/claude-<uid>.
         env["CLAUDE_CODE_TMPDIR"] = temp_dir
     return env
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start a turn: the command (its stdin takes the prompt, its stdout gives
+    stream-json), its environment and its working folder on the user's machine."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    #: Written to the command's stdin before the prompt (the Docker engine's
+    #: credentials: on no command line, in no container's configuration).
+    stdin_prefix: bytes = b""

@@ -47,6 +47,7 @@ from cms.base.errors import CmsError, EnvironmentProblem
 from cms.base.paths import ProjectPaths
 from cms.engine import claude, procs, worktree
 from cms.engine.bridge import PROXY_PORT
+from cms.engine.claude import Launch
 from cms.engine.hosts import Host
 from cms.engine.models import Preset, SessionRecord
 
@@ -202,19 +203,6 @@ def _snapshot(record: SessionRecord) -> str:
         text = json.dumps(value) if not isinstance(value, bool) else str(value).lower()
         lines.append(f"{key} = {text}")
     return "\n".join(lines) + "\n"
-
-
-@dataclass(frozen=True)
-class Launch:
-    """How to start a turn: the command (its stdin takes the prompt, its stdout gives
-    stream-json), its environment and its working folder on the user's machine."""
-
-    argv: list[str]
-    env: dict[str, str]
-    cwd: str
-    #: Written to the command's stdin before the prompt (the Docker engine's
-    #: credentials: on no command line, in no container's configuration).
-    stdin_prefix: bytes = b""
 
 
 class DockerEngine:

@@ -292,6 +292,59 @@ def release_reaper(reaper: tuple[int, int] | None) -> None:
         os.waitpid(pid, 0)
 
 
+class ExitWatch:
+    """Sleeps that end early when a watched process ends: a waiter sees a turn's end
+    the moment its supervisor exits (it records the outcome first), not at its next
+    poll. Linux pidfds (``os.pidfd_open``); elsewhere, or for a pid that cannot be
+    opened, a plain sleep. Each process wakes the waiter once: an ended one is dropped.
+    """
+
+    def __init__(self) -> None:
+        self._fds: dict[int, int] = {}
+        self._ended: set[int] = set()
+
+    def follow(self, pids: Iterable[int]) -> None:
+        """Watch exactly these processes (those no longer given are let go)."""
+        wanted = {pid for pid in pids if pid and pid > 0} - self._ended
+        for pid in list(self._fds):
+            if pid not in wanted:
+                os.close(self._fds.pop(pid))
+        opener = getattr(os, "pidfd_open", None)
+        for pid in wanted - set(self._fds):
+            if opener is None:
+                return
+            try:
+                self._fds[pid] = opener(pid)
+            except OSError:
+                self._ended.add(pid)  # gone already (or not ours to watch)
+
+    @property
+    def watching(self) -> bool:
+        """Whether an end would wake the sleeper (else it only sleeps)."""
+        return bool(self._fds)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if a watched process ends meanwhile."""
+        if not self._fds:
+            time.sleep(seconds)
+            return
+        import select
+
+        poller = select.poll()
+        for fd in self._fds.values():
+            poller.register(fd, select.POLLIN)
+        for fd, _ in poller.poll(seconds * 1000):
+            pid = next(p for p, f in self._fds.items() if f == fd)
+            os.close(self._fds.pop(pid))
+            self._ended.add(pid)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds.clear()
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -333,15 +386,44 @@ def run(
     Raises OSError when it cannot be started and subprocess.TimeoutExpired when it
     runs past ``timeout``; a non-zero exit is a result, not an exception.
     """
-    done = subprocess.run(
+    return begin(argv, cwd=cwd, env=env, stdin_text=stdin_text).result(timeout)
+
+
+class Running:
+    """A short command started by :func:`begin`; :meth:`result` waits for it."""
+
+    def __init__(
+        self, argv: Sequence[str], proc: subprocess.Popen[str], stdin_text: str | None
+    ) -> None:
+        self.argv, self._proc, self._stdin_text = tuple(argv), proc, stdin_text
+
+    def result(self, timeout: float = 60.0) -> Completed:
+        """Its outcome (subprocess.TimeoutExpired past ``timeout``, the command killed)."""
+        try:
+            out, err = self._proc.communicate(self._stdin_text, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.communicate()
+            raise
+        return Completed(self.argv, self._proc.returncode, out, err)
+
+
+def begin(
+    argv: Sequence[str],
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin_text: str | None = None,
+) -> Running:
+    """Start a short command whose output is read later (:meth:`Running.result`), so a
+    caller does other work meanwhile; OSError when it cannot be started."""
+    proc = subprocess.Popen(
         list(argv),
         cwd=cwd,
         env=dict(env) if env is not None else None,
-        input=stdin_text,
-        stdin=None if stdin_text is not None else subprocess.DEVNULL,
-        capture_output=True,
+        stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-        check=False,
     )
-    return Completed(tuple(argv), done.returncode, done.stdout, done.stderr)
+    return Running(argv, proc, stdin_text)

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from cms.base.paths import ProjectPaths
 from cms.engine import claude, hosts, worktree
-from cms.engine.docker import DockerEngine, Launch
+from cms.engine.claude import Launch
 from cms.engine.models import SessionRecord
 
 
@@ -119,4 +119,6 @@ def engine_for(paths: ProjectPaths, record: SessionRecord) -> Engine:
     host = hosts.get(paths.home, record.host)
     if host is None:
         return LocalEngine(paths)
+    from cms.engine.docker import DockerEngine  # only a Docker host's turns load it
+
     return DockerEngine(paths, record, host)

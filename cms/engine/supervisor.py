@@ -41,7 +41,7 @@ from typing import IO, Any
 from cms.base import paths
 from cms.base.errors import CmsError
 from cms.base.paths import ProjectPaths
-from cms.engine import claude, lifecycle, procs, seam
+from cms.engine import claude, hosts, lifecycle, procs, seam
 from cms.engine.models import ProjectConfig, SessionRecord, Status
 from cms.engine.store import LockTimeout, Store
 from cms.engine.streamjson import LineFramer, TurnTally, parse_line
@@ -58,6 +58,8 @@ LIVE_LOCK_S = 0.2
 #: SIGTERM to SIGKILL grace when stopping claude.
 KILL_GRACE_S = 3.0
 STDERR_TAIL_CHARS = 2000
+#: Where the user's git keeps its global excludes (the child's git gets them too).
+EXCLUDES_QUERY = ("git", "config", "--global", "--path", "--get", "core.excludesFile")
 
 #: Variables whose values are credentials. A child can print its environment (``env``)
 #: and the model can repeat what it read, so their values are replaced by
@@ -109,6 +111,9 @@ class Supervisor:
         self.proc: subprocess.Popen[bytes] | None = None
         self.temp_dir: str | None = None
         self.extra_env: dict[str, str] = {}
+        #: ``git config`` asked for the user's excludes file at the turn's start, read
+        #: when the sandbox is set up (:meth:`_git_excludes`): not on claude's path.
+        self.excludes_query: procs.Running | None = None
         #: Where the turn runs (cms.engine.seam): this machine, or a Docker host.
         self.engine: seam.Engine | None = None
         self.stdin_prefix = b""
@@ -151,6 +156,9 @@ class Supervisor:
         try:
             return self._claim_and_run(me, started)
         finally:
+            if self.excludes_query is not None:  # a turn that never reached its sandbox
+                with contextlib.suppress(OSError, subprocess.SubprocessError):
+                    self.excludes_query.result(timeout=5)
             self._release_reaper()
 
     def _release_reaper(self) -> None:
@@ -203,6 +211,9 @@ class Supervisor:
         return (project_left if budget_left is None else min(budget_left, project_left)), verdict
 
     def _run_turn(self, record: SessionRecord) -> int:
+        if record.host == hosts.LOCAL and record.sandbox and sandbox.needed(record.preset.value):
+            with contextlib.suppress(OSError):
+                self.excludes_query = procs.begin(EXCLUDES_QUERY)
         config = self.store.load_project()
         budget_left, refused = self._money_left(record, config)
         if refused:  # e.g. a queued turn whose slot came after the project's cap
@@ -338,7 +349,11 @@ class Supervisor:
         """Point the child's git at an excludes file that hides the sandbox's
         placeholders (see :func:`cms.policy.sandbox.git_excludes`)."""
         user = ""
-        done = procs.run(["git", "config", "--global", "--path", "--get", "core.excludesFile"])
+        query, self.excludes_query = self.excludes_query, None
+        try:
+            done = (query or procs.begin(EXCLUDES_QUERY)).result()
+        except (OSError, subprocess.SubprocessError):
+            done = procs.Completed(EXCLUDES_QUERY, 1, "", "")
         default = os.path.join(
             os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "git", "ignore"
         )

@@ -265,6 +265,8 @@ def _host_of_new_session(
 ) -> hosts.Host | None:
     """The Docker host a new session runs on (None: this machine): exit 2 for a name
     that is no host, exit 3 when it cannot be reached or has no image."""
+    if (options.host or config.defaults.host or hosts.LOCAL) == hosts.LOCAL:
+        return None  # this machine: the Docker side of cms stays unloaded
     from cms.ops.hosts import host_for_new_session
 
     return host_for_new_session(project.paths.home, options.host, config)
@@ -619,7 +621,9 @@ def run_and_wait(
     started = start(project)
     if background or not started.status.active or (wait_s is not None and wait_s <= 0):
         return started
-    [record] = wait_sessions(project, [started.name], wait_s, on_progress=on_progress)
+    [record] = wait_sessions(
+        project, [started.name], wait_s, on_progress=on_progress, reconciled=True
+    )
     if started.notice and record.notice != started.notice:
         record.notice = started.notice  # what the start said (not kept on the record)
     return record
