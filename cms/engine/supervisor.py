@@ -143,7 +143,6 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        procs.become_subreaper()  # so what claude leaves behind can still be stopped
         me, started = os.getpid(), procs.start_ticks(os.getpid())
         # Every process of this turn carries CMS_TURN; if this supervisor is killed,
         # the reaper stops them all, sandbox bridges included (no reader needed).
@@ -279,6 +278,9 @@ class Supervisor:
             except OSError as exc:
                 self._finish(Status.FAILED, f"could not start claude ({binary}): {exc}")
                 return 1
+            # Claude's orphans come here, so what it leaves behind can still be stopped:
+            # set once it runs (it has started nothing yet), not on the way to its start.
+            procs.become_subreaper()
             self._note_child(self.proc.pid)
             self._send_prompt(prompt)
             self._pump(log)
