@@ -210,9 +210,7 @@ class Supervisor:
         return (project_left if budget_left is None else min(budget_left, project_left)), verdict
 
     def _run_turn(self, record: SessionRecord) -> int:
-        if record.host == hosts.LOCAL and record.sandbox and sandbox.needed(record.preset.value):
-            with contextlib.suppress(OSError):
-                self.excludes_query = procs.begin(EXCLUDES_QUERY)
+        self._ask_excludes(record)
         config = self.store.load_project()
         budget_left, refused = self._money_left(record, config)
         if refused:  # e.g. a queued turn whose slot came after the project's cap
@@ -278,9 +276,7 @@ class Supervisor:
             except OSError as exc:
                 self._finish(Status.FAILED, f"could not start claude ({binary}): {exc}")
                 return 1
-            # Claude's orphans come here, so what it leaves behind can still be stopped:
-            # set once it runs (it has started nothing yet), not on the way to its start.
-            procs.become_subreaper()
+            procs.become_subreaper()  # its orphans come here: set once it runs, not before
             self._note_child(self.proc.pid)
             self._send_prompt(prompt)
             self._pump(log)
@@ -346,6 +342,13 @@ class Supervisor:
                 (home / name).mkdir(parents=True, exist_ok=True, mode=0o700)
         protected = sandbox.shielded(paths.claude_config_dir(), Path(cwd))
         return protected + [str(home / name) for name in sandbox.HOME_WRITABLE]
+
+    def _ask_excludes(self, record: SessionRecord) -> None:
+        """Start asking git for the user's excludes file, for a local sandboxed turn:
+        read when the sandbox is set up (:meth:`_git_excludes`), not waited for here."""
+        if record.host == hosts.LOCAL and record.sandbox and sandbox.needed(record.preset.value):
+            with contextlib.suppress(OSError):
+                self.excludes_query = procs.begin(EXCLUDES_QUERY)
 
     def _git_excludes(self, cwd: str, temp_dir: str) -> None:
         """Point the child's git at an excludes file that hides the sandbox's
