@@ -20,7 +20,7 @@ CMS = [sys.executable, "-m", "cms.ui.cli"]
 #: hook path. ``cms hook EVENT`` through the console script adds only its dispatch.
 HOOK_PATH = frozenset({
     "cms", "cms.hooks", "cms.hooks.child", "cms.hooks.events", "cms.base", "cms.base.paths",
-    "cms.base.vocab",
+    "cms.base.readers", "cms.base.vocab",
     "cms.policy", "cms.policy.budget", "cms.policy.decide", "cms.policy.edit", "cms.policy.rules",
     "cms.policy.commands", "cms.policy.places", "cms.policy.review", "cms.policy.shell",
 })  # fmt: skip

@@ -23,6 +23,8 @@ import pytest
 from cmsrun import HOOK_PATH
 
 from cms.base.paths import ProjectPaths
+from cms.engine.models import SessionRecord
+from cms.engine.store import Store
 from cms.hooks import child as hook
 from cms.policy import decide as policy
 
@@ -406,6 +408,27 @@ def test_hook_runs_without_site_packages(child: Child) -> None:
     assert "aborted" in denial(done)
 
 
+def test_the_childs_hook_command_never_runs_a_cms_package_in_its_tree(child: Child) -> None:
+    # Claude Code runs the hook in the child's working folder, which the child may
+    # write: a `cms` package it puts there must not be the hook that judges it.
+    from cms.engine.claude import hook_command
+
+    fake = child.project / "cms"
+    (fake / "hooks").mkdir(parents=True)
+    marker = child.project / "ran"
+    (fake / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (fake / "hooks" / "__init__.py").write_text("")
+    (fake / "hooks" / "child.py").write_text("def main(argv=None):\n    return 0\n")
+    child.record(status="aborted")
+    env = {k: v for k, v in child.env().items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        ["/bin/sh", "-c", hook_command()], input=read_call(child), env=env, cwd=child.project,
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "aborted" in denial(done)
+    assert not marker.exists()
+
+
 def test_handlers_are_registered_in_one_table() -> None:
     from cms.hooks import events
 
@@ -467,3 +490,41 @@ def test_hook_imports_only_the_standard_library() -> None:
     # nor dataclasses (they load inspect: about 10 ms on every tool call).
     added = modules - _fresh_modules("pass")
     assert not {"subprocess", "shlex", "dataclasses", "inspect"} & added
+
+
+#: All the hook may load beyond what ``python -c pass`` has: its own modules and a few
+#: of the interpreter's C modules (the JSON scanner, datetimes for the record's times,
+#: sha256 for the project's key, math). Not re, pathlib, json's Python modules,
+#: tomllib, typing, enum, collections, functools, runpy: each costs a good part of an
+#: interpreter's start (README, Performance), and they come back easily.
+HOOK_MAY_LOAD = HOOK_PATH | {"__future__", "_json", "_datetime", "_sha256", "_sha2", "math"}
+
+
+@pytest.mark.parametrize("site", [True, False], ids=["site", "no-site"])
+def test_a_checked_call_loads_nothing_beyond_the_interpreter_and_the_hook(
+    child: Child, site: bool
+) -> None:
+    # The common path, run for real in a fresh interpreter: the record and the
+    # project's file (with a cap, so every sibling's record is read too) through the
+    # TOML reader, the call through the JSON reader, the preset's reading of a Bash
+    # command line; the call is allowed, so nothing is printed.
+    child.record(sandbox=True, temp_dir=str(child.project / "tmp"), max_cost_usd=2.0)
+    Store(child.paths).save(SessionRecord(name="sibling", cost_usd=0.5, after=["x"]))
+    child.project_cap(25.0)
+    calls = [
+        read_call(child),
+        payload("Bash", {"command": "cd src && python -m pytest -x -q 2>&1 | tail -20"
+                         " && git diff --stat > out.txt"}, str(child.project)),
+    ]  # fmt: skip
+    report = "import sys; print(sorted(sys.modules), file=sys.stderr)"
+    code = f"from cms.hooks.child import main; main(['pre-tool-use']); {report}"
+    flags = [] if site else ["-S"]
+    baseline = _fresh_modules("pass")
+    for call in calls:
+        done = subprocess.run(
+            [sys.executable, *flags, "-P", "-c", code], input=call, env=child.env(),
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        assert allowed(done), done.stdout
+        loaded = set(json.loads(done.stderr.strip().splitlines()[-1].replace("'", '"')))
+        assert loaded - baseline <= HOOK_MAY_LOAD, sorted(loaded - baseline - HOOK_MAY_LOAD)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import tomllib
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -22,7 +24,7 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cms.base import readers
+from cms.base import paths, readers
 from cms.base.paths import ProjectPaths
 from cms.engine.models import Defaults, Limits, ProjectConfig, SandboxConfig, SessionRecord
 from cms.engine.store import Store
@@ -277,3 +279,44 @@ def test_the_json_reader_fails_where_json_loads_fails(raw: bytes) -> None:
 )  # fmt: skip
 def test_the_json_reader_on_odd_input(raw: bytes | str) -> None:
     assert json_agrees(raw)
+
+
+# -- the hook's paths, without re and pathlib ------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=70) | st.from_regex(r"[a-z0-9][a-z0-9._-]{0,70}", fullmatch=True))
+def test_names_and_keys_as_the_regexes_had_them(text: str) -> None:
+    expected = bool(re.fullmatch(paths.NAME_PATTERN, text)) and text not in {".", ".."}
+    assert paths.valid_name(text) is expected
+    home = Path("/h")
+    session_id = bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}", text))
+    assert (paths.notices_dir(home, text) is not None) is session_id
+    real = os.path.realpath(Path("/x") / text.replace("/", "_").replace("\0", "_"))
+    stem = re.sub(r"[^a-z0-9._-]+", "-", os.path.basename(real).lower()).strip("-.") or "root"
+    assert paths.project_key(real).rsplit("-", 1)[0] == stem[:40]
+
+
+def test_the_project_and_home_as_strings_are_the_paths(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "a" / "b").mkdir(parents=True)
+    (repo / ".git").mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for start in (repo / "a" / "b", repo, outside, Path("/")):
+        assert paths.find_project_root(start) == Path(paths.project_root(str(start)))
+        assert paths.resolve_project(env={"CMS_PROJECT": str(start)}) == Path(
+            paths.project_dir(env={"CMS_PROJECT": str(start)})
+        )
+    assert paths.project_root(str(repo / "a" / "b")) == str(repo)
+    homes = ("~/x/../y", "rel/./dir/", "//net/a", "///a//b/", "/")
+    for env in [{"CMS_HOME": home} for home in homes] + [{"HOME": str(tmp_path) + "/"}]:
+        value = env.get("CMS_HOME")
+        old = (
+            Path(value).expanduser().absolute()
+            if value
+            else Path(env["HOME"]).expanduser().absolute() / ".claude" / "cms"
+        )
+        assert paths.cms_home(env) == old and paths.home_dir(env) == str(old)
+    assert Path(paths.__file__).resolve().parent.parent == paths.PACKAGE_DIR
+    assert paths.PACKAGE_DIR.parent == paths.PACKAGE_PARENT

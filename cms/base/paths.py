@@ -13,54 +13,107 @@ State layout (README.md, "State lives in"; docs/DESIGN.md, "State on disk")::
         logs/<name>.stderr          the claude process's stderr (tail goes to `error`)
         spend/<session-id>[.<agent-id>].json  what was read of a Claude Code transcript
 
-Standard library only: the hook entry point imports this module on every tool call.
+Standard library only: the hook entry point imports this module on every tool call,
+so it imports neither :mod:`pathlib` nor :mod:`re` at import time (each costs the hook
+a good part of an interpreter's start): the functions the hook calls work on strings,
+and those that give a :class:`~pathlib.Path` import it when called.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Mapping
-from pathlib import Path
 
-#: The cms package folder, and the folder holding it (what a child's PYTHONPATH needs).
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
-PACKAGE_PARENT = PACKAGE_DIR.parent
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
 
+    #: The cms package folder, and the folder holding it (what a child's PYTHONPATH
+    #: needs); made on first use (:func:`__getattr__`).
+    PACKAGE_DIR: Path
+    PACKAGE_PARENT: Path
+
+
+def __getattr__(name: str) -> Path:
+    """``PACKAGE_DIR`` and ``PACKAGE_PARENT``, made when asked for."""
+    if name == "PACKAGE_DIR":
+        return _package_dir()
+    if name == "PACKAGE_PARENT":
+        return _package_dir().parent
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _package_dir() -> Path:
+    from pathlib import Path
+
+    return Path(os.path.realpath(__file__)).parent.parent
+
+
+#: A session name (the MCP tools' schema says it to the model).
 NAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,62}"
-_NAME_RE = re.compile(NAME_PATTERN)
+_LOWER = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_NAME_CHARS = _LOWER | frozenset("._-")
+_ID_FIRST = _LOWER | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_ID_CHARS = _ID_FIRST | frozenset("_-")
 
 
 def valid_name(name: str) -> bool:
-    """True when ``name`` is a legal session name (and therefore a safe file stem)."""
-    return bool(_NAME_RE.fullmatch(name)) and name not in {".", ".."}
+    """True when ``name`` is a legal session name (:data:`NAME_PATTERN`, and therefore
+    a safe file stem)."""
+    return (
+        0 < len(name) <= 63
+        and name[0] in _LOWER
+        and _NAME_CHARS.issuperset(name)
+        and name not in {".", ".."}
+    )
+
+
+def home_dir(env: Mapping[str, str] | None = None) -> str:
+    """The state root, absolute: ``$CMS_HOME``, else ``~/.claude/cms`` (what
+    :func:`cms_home` gives, as a string)."""
+    env = os.environ if env is None else env
+    value = env.get("CMS_HOME")
+    if value:
+        return _absolute(os.path.expanduser(value))
+    home = env.get("HOME") or os.path.expanduser("~")
+    return os.path.join(_absolute(os.path.expanduser(home)), ".claude", "cms")
+
+
+def _absolute(path: str) -> str:
+    """``str(Path(path).absolute())``: joined to the working folder when relative,
+    repeated slashes and ``.`` parts dropped, ``..`` kept (the kernel resolves it)."""
+    path = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
+    lead = "//" if path.startswith("//") and not path.startswith("///") else "/"
+    return lead + "/".join(part for part in path.split("/") if part and part != ".")
 
 
 def cms_home(env: Mapping[str, str] | None = None) -> Path:
     """The state root: ``$CMS_HOME``, else ``~/.claude/cms`` (absolute)."""
-    env = os.environ if env is None else env
-    value = env.get("CMS_HOME")
-    if value:
-        return Path(value).expanduser().absolute()
-    home = env.get("HOME") or str(Path.home())
-    return Path(home).expanduser().absolute() / ".claude" / "cms"
+    from pathlib import Path
 
-
-_SESSION_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+    return Path(home_dir(env))
 
 
 def notices_dir(home: Path, parent_session_id: str | None) -> Path | None:
     """The folder of notes for the parent Claude Code session ``parent_session_id``
     (sessions of its that ended and it was not told of yet); None for an id that is
-    not a safe folder name. ``scripts/cms-hook`` tests for it in the shell, so the path
-    is ``$CMS_HOME/notices/<id>`` and nothing else."""
-    if not parent_session_id or not _SESSION_ID_RE.fullmatch(parent_session_id):
+    not a safe folder name (``[A-Za-z0-9][A-Za-z0-9_-]{0,127}``). ``scripts/cms-hook``
+    tests for it in the shell, so the path is ``$CMS_HOME/notices/<id>`` and nothing
+    else."""
+    if not (
+        parent_session_id
+        and len(parent_session_id) <= 128
+        and parent_session_id[0] in _ID_FIRST
+        and _ID_CHARS.issuperset(parent_session_id)
+    ):
         return None
     return home / "notices" / parent_session_id
 
 
 def claude_config_dir(env: Mapping[str, str] | None = None) -> Path:
     """Claude Code's own folder: ``$CLAUDE_CONFIG_DIR``, else ``~/.claude``."""
+    from pathlib import Path
+
     env = os.environ if env is None else env
     configured = env.get("CLAUDE_CONFIG_DIR")
     if configured:
@@ -71,24 +124,46 @@ def claude_config_dir(env: Mapping[str, str] | None = None) -> Path:
 def plugin_root() -> Path | None:
     """The folder holding the plugin (``.claude-plugin/plugin.json``) that came with this
     cms: the checkout around the package, or the copy a wheel carries inside it."""
-    for candidate in (PACKAGE_PARENT, PACKAGE_DIR / "plugin", PACKAGE_DIR):
+    package = _package_dir()
+    for candidate in (package.parent, package / "plugin", package):
         if (candidate / ".claude-plugin" / "plugin.json").is_file():
             return candidate
     return None
 
 
 def find_project_root(start: Path) -> Path:
-    """The git top-level containing ``start``, else ``start`` itself.
+    """The git top-level containing ``start``, else ``start`` itself (:func:`project_root`)."""
+    from pathlib import Path
+
+    return Path(project_root(os.fspath(start)))
+
+
+def project_root(start: str) -> str:
+    """The git top-level containing ``start`` (made real), else ``start`` itself.
 
     Walks up looking for a ``.git`` entry (directory, or file in a worktree), which is
     what ``git rev-parse --show-toplevel`` answers in ordinary repositories, without
-    paying for a git process on every command.
+    paying for a git process on every command. A ``.git`` that cannot be looked at for
+    another reason than its absence (permission denied) is an OSError, as
+    :meth:`pathlib.Path.exists` says it.
     """
-    start = Path(os.path.realpath(start))
-    for candidate in (start, *start.parents):
-        if (candidate / ".git").exists():
+    start = os.path.realpath(start)
+    candidate = start
+    while True:
+        try:
+            os.stat(os.path.join(candidate, ".git"))
             return candidate
-    return start
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as exc:
+            import errno
+
+            if exc.errno not in (errno.EBADF, errno.ELOOP):  # "not there", as pathlib reads it
+                raise
+        parent = os.path.dirname(candidate)
+        if parent == candidate:
+            return start
+        candidate = parent
 
 
 def resolve_project(
@@ -102,14 +177,25 @@ def resolve_project(
     A subdirectory of a repository names the same project as its top-level, however
     it is given, so ``cms --project repo/src list`` shows the sessions started in repo.
     """
+    from pathlib import Path
+
+    return Path(project_dir(explicit, env, cwd))
+
+
+def project_dir(
+    explicit: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> str:
+    """:func:`resolve_project` as a string."""
     env = os.environ if env is None else env
     if explicit:
-        start = Path(os.path.expanduser(os.fspath(explicit)))
+        start = os.path.expanduser(os.fspath(explicit))
     elif env.get("CMS_PROJECT"):
-        start = Path(os.path.expanduser(env["CMS_PROJECT"]))
+        start = os.path.expanduser(env["CMS_PROJECT"])
     else:
-        start = cwd if cwd is not None else Path.cwd()
-    return find_project_root(start)
+        start = os.fspath(cwd) if cwd is not None else os.getcwd()
+    return project_root(start)
 
 
 def _sha256_hex(data: bytes) -> str:
@@ -127,13 +213,36 @@ def _sha256_hex(data: bytes) -> str:
     return digest
 
 
-def project_key(root: Path) -> str:
+def project_key(root: str | os.PathLike[str]) -> str:
     """A stable folder name for a project: readable stem plus a hash of the full path
     (scripts/cms-hook computes the same in the shell)."""
     real = os.path.realpath(root)
-    stem = re.sub(r"[^a-z0-9._-]+", "-", os.path.basename(real).lower()).strip("-.") or "root"
+    stem = _stem(os.path.basename(real).lower()).strip("-.") or "root"
     digest = _sha256_hex(real.encode("utf-8", "surrogateescape"))[:12]
     return f"{stem[:40]}-{digest}"
+
+
+def _stem(name: str) -> str:
+    """``name`` with each run of characters outside ``[a-z0-9._-]`` made one ``-``."""
+    kept: list[str] = []
+    in_run = False
+    for char in name:
+        if char in _NAME_CHARS:
+            kept.append(char)
+            in_run = False
+        elif not in_run:
+            kept.append("-")
+            in_run = True
+    return "".join(kept)
+
+
+#: Inside ``$CMS_HOME``: the projects' folders, and in each its sessions' folder and file.
+PROJECTS, SESSIONS, PROJECT_FILE = "projects", "sessions", "project.toml"
+
+
+def state_dir(home: str, key: str) -> str:
+    """The state folder of the project ``key`` (:attr:`ProjectPaths.root` as a string)."""
+    return os.path.join(home, PROJECTS, key)
 
 
 class ProjectPaths:
@@ -169,11 +278,11 @@ class ProjectPaths:
 
     @property
     def root(self) -> Path:
-        return self.home / "projects" / self.key
+        return self.home / PROJECTS / self.key
 
     @property
     def sessions_dir(self) -> Path:
-        return self.root / "sessions"
+        return self.root / SESSIONS
 
     @property
     def logs_dir(self) -> Path:
@@ -181,7 +290,7 @@ class ProjectPaths:
 
     @property
     def project_file(self) -> Path:
-        return self.root / "project.toml"
+        return self.root / PROJECT_FILE
 
     def session_file(self, name: str) -> Path:
         return self.sessions_dir / f"{name}.toml"

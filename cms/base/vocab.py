@@ -3,8 +3,9 @@
 The hook path (every tool call of every child, every start and stop of the user's
 sessions) reads records with :mod:`tomllib` and cannot import the pydantic models of
 :mod:`cms.engine.models`, so what both sides must agree on lives here: the statuses,
-the presets, the tools, the keys of a session record (:class:`Record`, checked against
-the model's fields by a test) and how money is written.
+the presets, the tools, the keys of a session record (:class:`Record`, kept in
+:mod:`cms.base.record` and checked against the model's fields by a test) and how
+money is written.
 
 Two words are kept apart everywhere: an *exchange* is one ``claude -p`` run (a message
 and the work it leads to, counted by ``exchanges``); a *turn* is one agentic turn, an
@@ -14,10 +15,9 @@ counts them).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypedDict
-
-if TYPE_CHECKING:  # not imported on the hook path: TOML reads give datetimes anyway
-    from datetime import datetime
+TYPE_CHECKING = False  # not typing's: the hook path does not import typing (nor re)
+if TYPE_CHECKING:
+    from cms.base.record import Record as Record
 
 # -- statuses (README.md, "Statuses") ------------------------------------------------
 
@@ -73,62 +73,14 @@ CHILD_MCP_SERVER = "cms"
 # -- a session record on disk ------------------------------------------------------------
 
 
-class Record(TypedDict, total=False):
-    """The keys of ``sessions/<name>.toml`` as :mod:`tomllib` reads them (datetimes are
-    TOML datetimes; absent keys are None in the model)."""
+def __getattr__(name: str) -> type:
+    """``Record``, from :mod:`cms.base.record` when asked for (it needs :mod:`typing`,
+    which the hook path does without)."""
+    if name == "Record":
+        from cms.base.record import Record
 
-    schema_version: int
-    name: str
-    status: str
-    preset: str
-    model: str
-    task: str
-    response: str
-    error: str
-    cost_usd: float
-    settled_cost_usd: float
-    turns: int
-    settled_turns: int
-    input_tokens: int
-    output_tokens: int
-    max_cost_usd: float
-    max_turns: int
-    timeout_s: float
-    session_id: str
-    fork_from: str
-    has_conversation: bool
-    cwd: str
-    project: str
-    pid: int
-    pid_started: int
-    child_pid: int
-    child_started: int
-    deadline: float
-    depth: int
-    parent: str
-    parent_session_id: str
-    sandbox: bool
-    temp_dir: str
-    denials: int
-    settled_denials: int
-    pending_message: str
-    abort_requested: bool
-    result_read: bool
-    exchanges: int
-    last_activity: str
-    outcome: str
-    worktree: str
-    branch: str
-    base_commit: str
-    merged_commit: str
-    notice: str
-    after: list[str]
-    after_met: bool
-    host: str
-    created_at: datetime
-    updated_at: datetime
-    turn_started_at: datetime
-    ended_at: datetime
+        return Record
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- money -------------------------------------------------------------------------------

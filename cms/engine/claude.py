@@ -129,15 +129,23 @@ def transcript_exists(session_id: str, env: Mapping[str, str] | None = None) -> 
     return bool(glob.glob(pattern))
 
 
+#: What a child's hook runs: :func:`cms.hooks.child.main`, through ``-c`` rather than
+#: ``-m`` (:mod:`runpy` and the importlib machinery it loads are a third of an
+#: interpreter's start).
+HOOK_CODE = "import sys; from cms.hooks.child import main; sys.exit(main())"
+
+
 def hook_command() -> str:
     """The shell command a child's PreToolUse hook runs: this interpreter, this cms.
 
     ``-S`` skips site-packages: the hook is standard library only, and site's
-    ``.pth`` processing is a third of an interpreter's start."""
+    ``.pth`` processing is a third of an interpreter's start. ``-P`` keeps the working
+    folder (the child's tree, which it may write) off ``sys.path``: a ``cms`` package
+    the child wrote there would otherwise be the hook that judges it."""
     package_parent = str(paths.PACKAGE_PARENT)
     return (
         f"PYTHONPATH={_sh_quote(package_parent)}${{PYTHONPATH:+:$PYTHONPATH}} "
-        f"exec {_sh_quote(sys.executable)} -S -m cms.hooks.child pre-tool-use"
+        f"exec {_sh_quote(sys.executable)} -S -P -c {_sh_quote(HOOK_CODE)} pre-tool-use"
     )
 
 

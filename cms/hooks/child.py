@@ -11,9 +11,12 @@ allows the call.
 
 It is on the hot path, so it imports only the standard library plus :mod:`cms.base`,
 :mod:`cms.hooks.events` and :mod:`cms.policy` (all standard library only), reads the
-TOML records with :mod:`tomllib` directly (the field names are those of
-:mod:`cms.engine.models`), and never imports pydantic, click, rich, filelock or the
-store.
+TOML records directly (the field names are those of :mod:`cms.engine.models`), and
+never imports pydantic, click, rich, filelock or the store. Nor, on the common path
+(a call allowed or denied by the preset), :mod:`json`, :mod:`tomllib`, :mod:`re`,
+:mod:`pathlib` or :mod:`typing`: each costs a good part of an interpreter's start,
+and together more than all of it (README, Performance). The JSON and TOML are read by
+:mod:`cms.base.readers`, paths are strings.
 
 Inside a managed child (``CMS_SESSION`` set) it fails closed: a call it cannot read
 (not JSON, a NUL, a lone surrogate, an input that is not an object), a record it
@@ -29,18 +32,19 @@ allows by printing nothing.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-import tomllib
-from collections.abc import Mapping
-from typing import Any
 
-from cms.base import paths, vocab
+from cms.base import paths, readers, vocab
 from cms.hooks import events
 from cms.policy import budget
 from cms.policy import decide as policy
+
+TYPE_CHECKING = False  # not typing's: the hook does without typing (and its re)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 
 class Refusal(Exception):
@@ -58,13 +62,12 @@ def _load_toml(path: str, what: str, missing_ok: bool = False) -> dict[str, Any]
     a half-written file is never seen and an unreadable one was broken on purpose or
     by hand."""
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
+        return readers.load_toml(path)
     except FileNotFoundError:
         if missing_ok:
             return None
         raise Refusal(f"its {what} {path} is missing") from None
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError, UnicodeDecodeError
         raise Refusal(f"its {what} {path} cannot be read ({_one_line(str(exc))})") from None
 
 
@@ -81,13 +84,12 @@ def _number(data: Mapping[str, Any], key: str) -> float | None:
         raise Refusal(str(exc)) from None
 
 
-def stop_reason(
-    name: str, record: Mapping[str, Any], project_paths: paths.ProjectPaths, now: float
-) -> str | None:
+def stop_reason(name: str, record: Mapping[str, Any], state: str, now: float) -> str | None:
     """Why every tool call of the session must stop (None: it may go on), as
-    :func:`cms.policy.budget.judge` finds it over the record and the project's spend."""
-    cap = project_cap(project_paths)
-    spent = project_spend(project_paths) if cap is not None else None
+    :func:`cms.policy.budget.judge` finds it over the record and the spend of the
+    project whose state folder is ``state`` (:func:`cms.base.paths.state_dir`)."""
+    cap = project_cap(state)
+    spent = project_spend(state) if cap is not None else None
     try:
         verdict = budget.judge(
             name, record, project_spend=spent, project_cap=cap, now=now, starting=False
@@ -97,22 +99,23 @@ def stop_reason(
     return verdict.for_child() if verdict else None
 
 
-def project_cap(project_paths: paths.ProjectPaths) -> float | None:
+def project_cap(state: str) -> float | None:
     """The project's spend cap (None: none set)."""
-    config = _load_toml(str(project_paths.project_file), "project file", missing_ok=True)
+    project_file = os.path.join(state, paths.PROJECT_FILE)
+    config = _load_toml(project_file, "project file", missing_ok=True)
     limits = config.get("limits") if config else None
     if limits is None:
         return None
     if not isinstance(limits, dict):
-        raise Refusal(f"[limits] in {project_paths.project_file} is not a table")
+        raise Refusal(f"[limits] in {project_file} is not a table")
     return _number(limits, "max_cost_usd")
 
 
-def project_spend(project_paths: paths.ProjectPaths) -> float:
+def project_spend(state: str) -> float:
     """Every session's spend together, from their records (the store's sum, read here
     without the store)."""
     total = 0.0
-    sessions_dir = str(project_paths.sessions_dir)
+    sessions_dir = os.path.join(state, paths.SESSIONS)
     try:
         entries = sorted(e.name for e in os.scandir(sessions_dir) if e.name.endswith(".toml"))
     except OSError as exc:
@@ -157,7 +160,7 @@ def _unreadable(value: Any, where: str = "tool_input") -> str | None:
 def _call(raw: bytes) -> tuple[str, dict[str, Any], str | None]:
     """(tool name, tool input, the shell's cwd) of the hook's input, or a Refusal."""
     try:
-        payload = json.loads(raw)
+        payload = readers.json_loads(raw)
     except ValueError as exc:
         raise Refusal(f"the hook's input is not JSON ({_one_line(str(exc))})") from None
     if not isinstance(payload, dict):
@@ -184,7 +187,7 @@ def pre_tool_use(raw: bytes, env: Mapping[str, str], now: float | None = None) -
     managed child every problem is a denial (:class:`Refusal`)."""
     name = env.get("CMS_SESSION", "")
     if not name:  # the user's own session: only caps over all of Claude Code apply
-        if not (paths.cms_home(env) / "capped").is_dir():
+        if not os.path.isdir(os.path.join(paths.home_dir(env), "capped")):
             return ""
         from cms.hooks import caps
 
@@ -199,13 +202,14 @@ def pre_tool_use(raw: bytes, env: Mapping[str, str], now: float | None = None) -
 def _decide(name: str, raw: bytes, env: Mapping[str, str], now: float) -> str:
     if not paths.valid_name(name):
         raise Refusal(f"CMS_SESSION={name[:80]!r} is not a valid session name")
-    home = paths.cms_home(env)
-    project = paths.resolve_project(env=env)
-    project_paths = paths.ProjectPaths.for_project(project, home)
-    record = _load_toml(str(project_paths.session_file(name)), "session record")
+    home = paths.home_dir(env)
+    project = paths.project_dir(env=env)
+    key = paths.project_key(project)
+    state = paths.state_dir(home, key)
+    record = _load_toml(os.path.join(state, paths.SESSIONS, f"{name}.toml"), "session record")
     assert record is not None
-    reason = stop_reason(name, record, project_paths, now)
-    if reason is None and (home / "capped" / project_paths.key).exists():
+    reason = stop_reason(name, record, state, now)
+    if reason is None and os.path.exists(os.path.join(home, "capped", key)):
         from cms.hooks import caps  # only in a project with caps over all of Claude Code
 
         reason = caps.child_reason(raw, env, now)
@@ -217,14 +221,14 @@ def _decide(name: str, raw: bytes, env: Mapping[str, str], now: float) -> str:
         raise Refusal(f"preset = {preset!r} in its record is not a preset name")
     worktree = record.get("cwd") or env.get("CMS_PROJECT") or shell_cwd
     if not isinstance(worktree, str) or not worktree:
-        worktree = str(project)
+        worktree = project
     temp = record.get("temp_dir")
     decision = policy.decide(
         preset,
         tool_name,
         tool_input,
         worktree,
-        str(home),
+        home,
         cwd=shell_cwd,
         home=env.get("HOME") or None,
         # The turn's private temp folder (its commands' TMPDIR), never /tmp itself.

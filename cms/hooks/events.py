@@ -20,33 +20,37 @@ Failing: an event that runs inside a cms child (``in_child``) fails closed there
 inside a child also denied. The exit status is always 0: 2 would make Claude Code
 block the call or the prompt for a misconfigured hook.
 
-Standard library only, and light: no dataclasses (they load :mod:`inspect`), since
-every tool call of every child starts here.
+Standard library only, and light, since every tool call of every child starts here:
+no dataclasses (they load :mod:`inspect`), no NamedTuple or other :mod:`typing` (it
+loads :mod:`re`), no :mod:`json` but to deny (:mod:`cms.base.readers` reads).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
 
-from cms.base import vocab
+from cms.base import readers, vocab
 
-#: A hook handler: the event's JSON as it came on stdin, the environment; returns what
-#: to print on stdout ("" for nothing). Handlers never print themselves.
-Handler = Callable[[bytes, Mapping[str, str]], str]
+TYPE_CHECKING = False  # not typing's: see above
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, TypeAlias
+
+    #: A hook handler: the event's JSON as it came on stdin, the environment; returns
+    #: what to print on stdout ("" for nothing). Handlers never print themselves.
+    Handler: TypeAlias = Callable[[bytes, Mapping[str, str]], str]
 
 
-class Hook(NamedTuple):
+class Hook:
     """How one event is handled: ``handler`` as ``module:function``; ``light`` (when the
-    handler needs more than the standard library) its standard-library part."""
+    handler needs more than the standard library) its standard-library part;
+    ``in_child``: it runs inside a cms child (and fails closed there)."""
 
-    handler: str
-    light: str | None = None
-    #: Runs inside a cms child (fails closed there).
-    in_child: bool = False
+    __slots__ = ("handler", "in_child", "light")
+
+    def __init__(self, handler: str, light: str | None = None, in_child: bool = False) -> None:
+        self.handler, self.light, self.in_child = handler, light, in_child
 
 
 #: The one table of hook events.
@@ -68,7 +72,7 @@ EVENTS: Mapping[str, Hook] = {
 def read_event(raw: bytes) -> dict[str, Any]:
     """The hook's JSON object (an empty input is an empty event); ValueError when it
     is not an object, which fails a hook of the user's session open."""
-    event = json.loads(raw or b"{}")
+    event = readers.json_loads(raw or b"{}")
     if not isinstance(event, dict):
         raise ValueError("hook input is not a JSON object")
     return event
@@ -76,6 +80,8 @@ def read_event(raw: bytes) -> dict[str, Any]:
 
 def deny(reason: str) -> str:
     """A PreToolUse denial with its one-line reason, as Claude Code 2.1 reads it."""
+    import json  # only to deny: allowing prints nothing
+
     decision = {
         "hookEventName": "PreToolUse",
         "permissionDecision": "deny",

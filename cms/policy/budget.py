@@ -20,10 +20,13 @@ Standard library only: the hook imports it on every tool call.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any, NamedTuple
 
 from cms.base import vocab
+
+TYPE_CHECKING = False  # not typing's: the hook path does without typing (and its re)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 ABORTED = "aborted"
 SESSION_BUDGET = "session_budget"
@@ -39,13 +42,28 @@ class Unreadable(ValueError):
     the others cannot get here (their records are validated)."""
 
 
-class Verdict(NamedTuple):
-    """Why an exchange may not start or go on."""
+class Verdict:
+    """Why an exchange may not start or go on: ``reason`` (one of :data:`REASONS`),
+    ``message``, and ``fix``, what the user can do about it (None: nothing but
+    starting anew). A plain class: a NamedTuple would load :mod:`typing`."""
 
-    reason: str
-    message: str
-    #: What the user can do about it (None: nothing but starting anew).
-    fix: str | None = None
+    __slots__ = ("fix", "message", "reason")
+
+    def __init__(self, reason: str, message: str, fix: str | None = None) -> None:
+        self.reason, self.message, self.fix = reason, message, fix
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Verdict) and (self.reason, self.message, self.fix) == (
+            other.reason,
+            other.message,
+            other.fix,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.reason, self.message, self.fix))
+
+    def __repr__(self) -> str:
+        return f"Verdict({self.reason!r}, {self.message!r}, {self.fix!r})"
 
     def for_child(self) -> str:
         """The denial the hook gives a child's tool call."""

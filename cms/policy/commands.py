@@ -6,10 +6,13 @@ interpreters.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 from cms.policy.places import Context
 from cms.policy.shell import Redirect, Word
+
+TYPE_CHECKING = False  # not typing's: the hook path does without typing (and its re)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # ---------------------------------------------------------------------------- edit
 

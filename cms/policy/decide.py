@@ -38,13 +38,16 @@ the OS sandbox compiled from the preset (:mod:`cms.policy.sandbox`), not by this
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
 
 from cms.base import vocab
 from cms.policy.edit import bash_problem_edit
 from cms.policy.places import Context
 from cms.policy.review import bash_problem_review
+
+TYPE_CHECKING = False  # not typing's: the hook path does without typing (and its re)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
 
 #: Tools every preset may call: they only read or search (see cms.base.vocab).
 READ_TOOLS = frozenset(vocab.READ_TOOLS)

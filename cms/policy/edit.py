@@ -6,12 +6,15 @@ command.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from cms.policy.commands import DOWNLOADERS, Call, below, find_paths, interpreter, program_name
 from cms.policy.places import Context
 from cms.policy.rules import DESTRUCTIVE
 from cms.policy.shell import BashSyntaxError, Script, Word, is_assignment, parse_bash, path_value
+
+TYPE_CHECKING = False  # not typing's: the hook path does without typing (and its re)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 #: Wrappers that run the rest of their arguments as a command: the short options that
 #: take a value, and how many operands come before the command.

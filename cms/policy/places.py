@@ -8,9 +8,12 @@ state, the temp folders, Claude Code's settings and git's own files.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 
 from cms.policy.shell import PWD_MARK
+
+TYPE_CHECKING = False  # not typing's: the hook path does without typing (and its re)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 # ------------------------------------------------------------------------ places
 

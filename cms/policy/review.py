@@ -6,9 +6,11 @@ globs, subshells, config switches, options that write or run programs) is refuse
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 from cms.policy.shell import BashSyntaxError, is_assignment, parse_bash
+
+TYPE_CHECKING = False  # not typing's: the hook path does without typing (and its re)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 #: git subcommands that only read (review preset; and in edit, git on a repository
 #: outside the tree is allowed only for these).

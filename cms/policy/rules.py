@@ -9,7 +9,6 @@ rule that cannot tell what a command touches leaves it to the sandbox.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from cms.policy.commands import (
     DOWNLOADERS,
@@ -26,6 +25,10 @@ from cms.policy.commands import (
 from cms.policy.places import HARMLESS_DEVICES, inside
 from cms.policy.review import GIT_READ
 from cms.policy.shell import Word, expand_braces, path_value
+
+TYPE_CHECKING = False  # not typing's: the hook path does without typing (and its re)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 
 def _privilege(call: Call) -> str | None:

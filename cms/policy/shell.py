@@ -11,7 +11,10 @@ run too. Words keep their text without quotes; a word's ``value`` also has ``~``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+TYPE_CHECKING = False  # not typing's: the hook path does without typing (and its re)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 
 # ------------------------------------------------------------------------- lexer
 #
