@@ -1,9 +1,14 @@
 """Start-up costs a user meets, side by side in one run, each against its yardstick:
 
-* ``cms hook pre-tool-use`` through the ``cms`` console script (the wrapper pip
-  writes, calling ``cms.ui.entry:main``) in a cms child with a realistic record, a
-  few sibling sessions and a project spend cap, against ``python -c pass``
-  (target: at most 1.5x);
+* ``cms hook pre-tool-use`` through the ``cms`` console script in a cms child with a
+  realistic record, a few sibling sessions and a project spend cap, against ``python
+  -c pass`` (target: at most 1.5x), in a venv made as a user makes it (``python -m
+  venv``, then ``pip install`` of this checkout, not editable: the console script is
+  the one that venv's pip wrote, the bytecode pip's; made once and kept under
+  ``.cache/bench-venv/`` by the checkout's content). Beside it, in the same venv, for
+  reference: the console script pip 26 writes (no ``import re``), the child's own hook
+  command (:func:`cms.engine.claude.hook_command`), and ``python -c 'import re'``
+  (what the older script imports before cms starts);
 * the plugin's SessionStart and Stop hooks (``scripts/cms-hook``, as hooks/hooks.json
   runs them) in a project with no cms session, against ``python -c pass`` (target:
   at most 3x each);
@@ -18,14 +23,15 @@
   each, network needed; ``--no-build`` skips it).
 
 Standalone: ``python benchmarks/bench_startup.py [--pairs 30] [--mcp-pairs 5]
-[--uv PATH] [--no-build]``. Pairs run A B A B, so drift in machine load hits both
+[--uv PATH] [--no-build] [--hooks-only]``. Pairs run A B A B, so drift in machine load hits both
 alike; each row gives both medians and the median of the per-pair ratios A/B. Python
 writes bytecode here as it would for a user (``PYTHONDONTWRITEBYTECODE`` is dropped).
-Two reference rows repeat the hook in a bare venv, whose site imports nothing, through
-the console script and as a child's own ``--settings`` command runs it (``python -S -m
-cms.hooks.child``): there the interpreter's own start is smallest, so every import the
-hook needs weighs most, and the two should be alike.
-Nothing outside a temporary folder is touched.
+Reference rows repeat the hook through this interpreter, and in a bare venv, whose site
+imports nothing, through the console script and as a child's own ``--settings``
+command runs it (``python -S -P -c ...``): there the interpreter's own start is
+smallest, so every import the hook needs weighs most, and the two should be alike.
+``--hooks-only`` prints the hooks' rows alone.
+Nothing outside a temporary folder and `.cache/bench-venv/` (the venv above) is touched.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_hook  # noqa: E402
+import timing  # noqa: E402
 from timing import timed  # noqa: E402
 
 #: The console script pip writes for ``cms = "cms.ui.entry:main"`` (its template).
@@ -148,10 +155,49 @@ def plugin_env(tmp: Path) -> tuple[dict[str, str], Path]:
     return env, project
 
 
+#: pip 26's console script (``PipScriptMaker.script_template`` in pip 26.3): no ``import re``.
+NEW_PIP_SCRIPT = """#!{python}
+import sys
+from cms.ui.entry import main
+if __name__ == '__main__':
+    sys.argv[0] = sys.argv[0].removesuffix('.exe')
+    sys.exit(main())
+"""
+
+
+def child_hook(python: str, package_parent: str) -> tuple[list[str], dict[str, str]]:
+    """The command a child's ``--settings`` runs (:func:`cms.engine.claude.hook_command`,
+    without its shell), and what it adds to the environment."""
+    from cms.engine.claude import HOOK_CODE
+
+    return [python, "-S", "-P", "-c", HOOK_CODE, "pre-tool-use"], {"PYTHONPATH": package_parent}
+
+
 def hook_rows(tmp: Path, pairs: int) -> list[Row]:
     python = sys.executable
     env, stdin = bench_hook.prepare(tmp / "child")
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    # The yardstick: a venv made as a user makes it (python -m venv, pip install .),
+    # where the console script is the one pip wrote and cms's bytecode pip compiled.
+    user_script = timing.user_install(ROOT)
+    user_python = str(user_script.parent / "python")
+    user_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+    new_pip = user_script.parent / "cms-newpip"
+    new_pip.write_text(NEW_PIP_SCRIPT.format(python=user_python))
+    new_pip.chmod(0o755)
+    where = "import cms, os; print(os.path.dirname(os.path.dirname(cms.__file__)))"
+    site = subprocess.run(
+        [user_python, "-c", where], env=user_env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    user_child, extra = child_hook(user_python, site)
+    user_child_env = {**user_env, **extra}
+    user_bare = [user_python, "-c", "pass"]
+    wrapper_re = [user_python, "-c", "import re; re.sub(r'(-script\\.pyw|\\.exe)?$', '', 'cms')"]
+    pip_version = subprocess.run(
+        [user_python, "-m", "pip", "--version"], env=user_env, check=True, capture_output=True,
+        text=True,
+    ).stdout.split()[1]  # fmt: skip
+
     script = console_script(tmp / "bin", python)
     bare = [python, "-c", "pass"]
     hook = [str(script), "hook", "pre-tool-use"]
@@ -160,8 +206,8 @@ def hook_rows(tmp: Path, pairs: int) -> list[Row]:
     clean_python = str(clean_venv / "bin" / "python")
     clean_hook = [str(console_script(tmp / "bare-bin", clean_python)), "hook", "pre-tool-use"]
     clean_bare = [clean_python, "-c", "pass"]
-    # What a child's --settings runs (cms.engine.claude.hook_command), in the same venv.
-    clean_child = [clean_python, "-S", "-m", "cms.hooks.child", "pre-tool-use"]
+    clean_child, clean_extra = child_hook(clean_python, str(ROOT))
+    clean_child_env = {**env, **clean_extra}
 
     plugin, project = plugin_env(tmp)
     hooks = str(ROOT / "scripts" / "cms-hook")
@@ -170,19 +216,31 @@ def hook_rows(tmp: Path, pairs: int) -> list[Row]:
     stop_event = json.dumps({"session_id": "p-1", "cwd": str(project), "stop_hook_active": False,
                              "hook_event_name": "Stop"}).encode()  # fmt: skip
     rows = [
-        Row("cms hook pre-tool-use  vs  python -c pass", 1.5),
+        Row(f"[pip venv] cms hook pre-tool-use (pip {pip_version}'s script)  vs  python -c pass",
+            1.5),
+        Row("[pip venv] cms hook pre-tool-use (pip 26.3's script)  vs  python -c pass", None),
+        Row("[pip venv] the child's own hook command  vs  python -c pass", None),
+        Row(f"[pip venv] python -c 'import re' (pip {pip_version}'s script)  vs  python -c pass",
+            None),
+        Row("[this python] cms hook pre-tool-use  vs  python -c pass", None),
         Row("plugin SessionStart (nothing to say)  vs  python -c pass", 3.0),
         Row("plugin Stop (nothing to say)  vs  python -c pass", 3.0),
         Row("[bare venv] cms hook pre-tool-use  vs  python -c pass", None),
         Row("[bare venv] the child's own hook command  vs  python -c pass", None),
-    ]
+    ]  # fmt: skip
     runs = [
+        (lambda: timed([str(user_script), "hook", "pre-tool-use"], user_env, stdin),
+         lambda: timed(user_bare, user_env)),
+        (lambda: timed([str(new_pip), "hook", "pre-tool-use"], user_env, stdin),
+         lambda: timed(user_bare, user_env)),
+        (lambda: timed(user_child, user_child_env, stdin), lambda: timed(user_bare, user_env)),
+        (lambda: timed(wrapper_re, user_env), lambda: timed(user_bare, user_env)),
         (lambda: timed(hook, env, stdin), lambda: timed(bare, env)),
         (lambda: timed([hooks, "session-start"], plugin, start_event, project),
          lambda: timed(bare, plugin)),
         (lambda: timed([hooks, "stop"], plugin, stop_event, project), lambda: timed(bare, plugin)),
         (lambda: timed(clean_hook, env, stdin), lambda: timed(clean_bare, env)),
-        (lambda: timed(clean_child, env, stdin), lambda: timed(clean_bare, env)),
+        (lambda: timed(clean_child, clean_child_env, stdin), lambda: timed(clean_bare, env)),
     ]  # fmt: skip
     for run_a, run_b in runs:  # warm up: bytecode, the plugin's caches
         run_a(), run_a(), run_b()
@@ -266,13 +324,19 @@ def main() -> int:
     parser.add_argument("--mcp-pairs", type=int, default=5, help="pairs for the MCP servers")
     parser.add_argument("--uv", help="the uv to build with (default: on PATH, else from PyPI)")
     parser.add_argument("--no-build", action="store_true", help="skip the first-use builds")
+    parser.add_argument("--hooks-only", action="store_true", help="only the hooks' rows")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]} ({sys.executable}), {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
     print(f"{'':58} {'A median':>11} {'B median':>11}  ratio A/B (median of pairs)")
     with tempfile.TemporaryDirectory(prefix="cms-bench-startup-") as tmp_name:
         tmp = Path(tmp_name)
-        rows = hook_rows(tmp, args.pairs) + mcp_rows(tmp, args.mcp_pairs)
+        rows = hook_rows(tmp, args.pairs)
+        if args.hooks_only:
+            for row in rows:
+                print(row.line())
+            return 0
+        rows += mcp_rows(tmp, args.mcp_pairs)
         for row in rows:
             print(row.line())
         server, launcher = rows[-2], rows[-1]
