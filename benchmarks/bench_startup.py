@@ -133,7 +133,7 @@ class Row:
         if self.target is not None:
             verdict = "  met" if self.ratio <= self.target else "  NOT met"
         a, b = statistics.median(self.a) * MS, statistics.median(self.b) * MS
-        return f"{self.label:58} {a:8.1f} ms {b:8.1f} ms  x{self.ratio:5.2f}  ({target}){verdict}"
+        return f"{self.label:72} {a:8.1f} ms {b:8.1f} ms  x{self.ratio:5.2f}  ({target}){verdict}"
 
 
 def plugin_env(tmp: Path) -> tuple[dict[str, str], Path]:
@@ -216,12 +216,11 @@ def hook_rows(tmp: Path, pairs: int) -> list[Row]:
     stop_event = json.dumps({"session_id": "p-1", "cwd": str(project), "stop_hook_active": False,
                              "hook_event_name": "Stop"}).encode()  # fmt: skip
     rows = [
-        Row(f"[pip venv] cms hook pre-tool-use (pip {pip_version}'s script)  vs  python -c pass",
+        Row(f"[pip venv] cms hook pre-tool-use, pip {pip_version}'s script  vs  python -c pass",
             1.5),
-        Row("[pip venv] cms hook pre-tool-use (pip 26.3's script)  vs  python -c pass", None),
+        Row("[pip venv] cms hook pre-tool-use, pip 26.3's script  vs  python -c pass", None),
         Row("[pip venv] the child's own hook command  vs  python -c pass", None),
-        Row(f"[pip venv] python -c 'import re' (pip {pip_version}'s script)  vs  python -c pass",
-            None),
+        Row("[pip venv] python -c 'import re' (the older script's own)  vs  python -c pass", None),
         Row("[this python] cms hook pre-tool-use  vs  python -c pass", None),
         Row("plugin SessionStart (nothing to say)  vs  python -c pass", 3.0),
         Row("plugin Stop (nothing to say)  vs  python -c pass", 3.0),
@@ -328,7 +327,7 @@ def main() -> int:
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]} ({sys.executable}), {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print(f"{'':58} {'A median':>11} {'B median':>11}  ratio A/B (median of pairs)")
+    print(f"{'':72} {'A median':>11} {'B median':>11}  ratio A/B (median of pairs)")
     with tempfile.TemporaryDirectory(prefix="cms-bench-startup-") as tmp_name:
         tmp = Path(tmp_name)
         rows = hook_rows(tmp, args.pairs)
