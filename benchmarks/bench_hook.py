@@ -5,12 +5,14 @@ throwaway CMS_HOME with a realistic session record, a few sibling sessions and a
 project.toml with a spend cap (so the hook does all its reading), then runs, alternating
 A B A B so that drift in machine load hits both alike:
 
-* A: ``python -m cms.hooks.child pre-tool-use`` with a realistic Bash call on stdin;
+* A: what a child's ``--settings`` runs (:func:`cms.engine.claude.hook_command`: ``python
+  -S -P -c "...cms.hooks.child.main()" pre-tool-use``, no site, no runpy) with a
+  realistic Bash call on stdin;
 * B: ``python -c pass`` in the same environment;
-* and, in the same rounds for reference, ``python -S -m cms.hooks.child`` (no site: the hook
-  needs only the standard library and PYTHONPATH), ``python -S -c "from cms.hooks.child ..."``
-  (no runpy either), ``python cms/hook.py`` (the file: no cached bytecode for it) and
-  ``python -S -c pass``.
+* and, in the same rounds for reference, ``python -m cms.hooks.child`` (with site, and
+  runpy), ``python -S -m cms.hooks.child`` (what children started before 2026-12-07
+  run), ``python cms/hook.py`` (the file: no cached bytecode for it) and ``python -S -c
+  pass``.
 
 It prints the median of each and the median of the per-pair ratios A/B (the target is
 at most 1.5). Nothing outside the temporary folder is touched.
@@ -33,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from timing import timed  # noqa: E402
 
 from cms.base.paths import ProjectPaths  # noqa: E402
+from cms.engine.claude import HOOK_CODE  # noqa: E402
 
 RECORD = """\
 schema_version = 1
@@ -125,16 +128,13 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=40)
     args = parser.parse_args()
     python = sys.executable
-    # A: exactly what a child's hook runs (cms.claude.hook_command): -S, no site.
-    hook_m = [python, "-S", "-m", "cms.hooks.child", "pre-tool-use"]
+    # A: exactly what a child's hook runs (cms.engine.claude.hook_command), without its sh.
+    hook_m = [python, "-S", "-P", "-c", HOOK_CODE, "pre-tool-use"]
     bare = [python, "-c", "pass"]
     # For reference (same rounds): other ways hooks.json could start the hook.
     references = {
         "python -m cms.hooks.child (with site)": [python, "-m", "cms.hooks.child", "pre-tool-use"],
-        "python -S -c 'from cms.hooks.child ...'": [
-            python, "-S", "-c",
-            "import sys; from cms.hooks.child import main; sys.exit(main(['pre-tool-use']))",
-        ],
+        "python -S -m cms.hooks.child": [python, "-S", "-m", "cms.hooks.child", "pre-tool-use"],
         "python cms/hook.py": [python, str(ROOT / "cms" / "hook.py"), "pre-tool-use"],
         "python -S -c pass": [python, "-S", "-c", "pass"],
     }  # fmt: skip
@@ -154,7 +154,7 @@ def main() -> int:
     bare_median = statistics.median(b)
     print(f"python: {python}; {args.pairs} rounds, A B alternating")
     hook_median = statistics.median(a) * ms
-    print(f"A  python -S -m cms.hooks.child pre-tool-use median {hook_median:6.1f} ms")
+    print(f"A  the child's hook command          median {hook_median:6.1f} ms")
     print(f"B  python -c pass                    median {bare_median * ms:6.1f} ms")
     ratio = statistics.median([x / y for x, y in zip(a, b, strict=True)])
     print(f"median ratio A/B: {ratio:.2f} (target <= 1.5)")

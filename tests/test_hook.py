@@ -494,10 +494,10 @@ def test_hook_imports_only_the_standard_library() -> None:
 
 #: All the hook may load beyond what ``python -c pass`` has: its own modules and a few
 #: of the interpreter's C modules (the JSON scanner, datetimes for the record's times,
-#: sha256 for the project's key, math). Not re, pathlib, json's Python modules,
-#: tomllib, typing, enum, collections, functools, runpy: each costs a good part of an
+#: sha256 for the project's key). Not re, pathlib, json's Python modules, tomllib,
+#: typing, enum, collections, functools, runpy, math: each costs a good part of an
 #: interpreter's start (README, Performance), and they come back easily.
-HOOK_MAY_LOAD = HOOK_PATH | {"__future__", "_json", "_datetime", "_sha256", "_sha2", "math"}
+HOOK_MAY_LOAD = HOOK_PATH | {"__future__", "_json", "_datetime", "_sha256", "_sha2"}
 
 
 #: How the hook is started: the child's own command (``-S``), and the ``cms`` console

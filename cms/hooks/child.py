@@ -240,9 +240,14 @@ def _decide(name: str, raw: bytes, env: Mapping[str, str], now: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cms.hooks.child EVENT``: the hook of the one table
-    (:mod:`cms.hooks.events`), standard library only; always exits 0."""
-    return events.main(argv, light=True)
+    """The child's hook command (``python -S -P -c ...main()`` or ``python -m
+    cms.hooks.child EVENT``): the hook of the one table (:mod:`cms.hooks.events`),
+    standard library only; always exits 0. Called without ``argv``, as those command
+    lines call it, it ends the process itself (:func:`cms.hooks.events.leave`)."""
+    code = events.main(argv, light=True)
+    if argv is None:
+        events.leave(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -22,7 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) >= 2 and args[0] == "hook":
         from cms.ui.hookrun import run_hook
 
-        return run_hook(args[1])
+        code = run_hook(args[1])
+        if argv is None:  # the console script's process: it ends now, as the CLI's does
+            from cms.hooks.events import leave
+
+            leave(code)
+        return code
     if args == ["statusline"]:  # Claude Code runs it at every update of its status line
         from cms.hooks import caps
 
