@@ -1,5 +1,6 @@
-"""The PreToolUse hook as Claude Code runs it: ``python -m cms.hooks.child pre-tool-use`` with
-the hook JSON on stdin and the child's environment (CMS_SESSION, CMS_PROJECT, CMS_HOME).
+"""The PreToolUse hook as Claude Code runs it: ``cms.hooks.child.main`` (the child's hook
+command; here mostly ``python -m cms.hooks.child pre-tool-use``) with the hook JSON on
+stdin and the child's environment (CMS_SESSION, CMS_PROJECT, CMS_HOME).
 
 Session records and project.toml are written by hand with the on-disk keys (the hook
 must read what the store writes without pydantic), into a CMS_HOME under tmp_path.
