@@ -42,6 +42,8 @@ def supervisors(home: Path) -> list[int]:
                     continue  # a hook or tool process, not claude itself
             with open(f"/proc/{entry}/stat", "rb") as handle:
                 parent = int(handle.read().rsplit(b")", 1)[1].split()[1])
+            if parent == os.getpid():
+                continue  # a claude the benchmark runs itself with a child's environment
             with open(f"/proc/{parent}/cmdline", "rb") as handle:
                 if b"stream-json" in handle.read():
                     continue  # forked by claude: its parent is claude, not a supervisor
