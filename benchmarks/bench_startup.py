@@ -1,14 +1,14 @@
 """Start-up costs a user meets, side by side in one run, each against its yardstick:
 
-* ``cms hook pre-tool-use`` through the ``cms`` console script in a cms child with a
+* ``cms hook pre-tool-use`` through the ``cms`` command in a cms child with a
   realistic record, a few sibling sessions and a project spend cap, against ``python
   -c pass`` (target: at most 1.5x), in a venv made as a user makes it (``python -m
-  venv``, then ``pip install`` of this checkout, not editable: the console script is
-  the one that venv's pip wrote, the bytecode pip's; made once and kept under
+  venv``, then ``pip install`` of this checkout, not editable: ``cms`` is ``bin/cms``
+  as that venv's pip installed it, the bytecode pip's; made once and kept under
   ``.cache/bench-venv/`` by the checkout's content). Beside it, in the same venv, for
-  reference: the console script pip 26 writes (no ``import re``), the child's own hook
-  command (:func:`cms.engine.claude.hook_command`), and ``python -c 'import re'``
-  (what the older script imports before cms starts);
+  reference: the child's own hook command (:func:`cms.engine.claude.hook_command`),
+  and the wrapper that venv's pip (23.2) would write for a ``[project.scripts]`` entry
+  point, which imports ``re`` before cms starts (why ``cms`` is a script file);
 * the plugin's SessionStart and Stop hooks (``scripts/cms-hook``, as hooks/hooks.json
   runs them) in a project with no cms session, against ``python -c pass`` (target:
   at most 3x each);
@@ -57,7 +57,8 @@ import bench_hook  # noqa: E402
 import timing  # noqa: E402
 from timing import timed  # noqa: E402
 
-#: The console script pip writes for ``cms = "cms.ui.entry:main"`` (its template).
+#: The wrapper pip 23.2 writes for a ``[project.scripts]`` entry point (its template),
+#: for reference: ``cms`` is ``bin/cms`` instead.
 CONSOLE_SCRIPT = """#!{python}
 # -*- coding: utf-8 -*-
 import re
@@ -70,10 +71,16 @@ if __name__ == '__main__':
 MS = 1000.0
 
 
-def console_script(folder: Path, python: str) -> Path:
+def console_script(folder: Path, python: str, template: str | None = None) -> Path:
+    """``bin/cms`` as pip installs it for ``python`` (its ``#!python`` line made that
+    interpreter), or a ``template`` of another script."""
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / "cms"
-    script.write_text(CONSOLE_SCRIPT.format(python=python))
+    if template is None:
+        text = (ROOT / "bin" / "cms").read_text()
+        script.write_text(text.replace("#!python\n", f"#!{python}\n", 1))
+    else:
+        script.write_text(template.format(python=python))
     script.chmod(0o755)
     return script
 
@@ -155,16 +162,6 @@ def plugin_env(tmp: Path) -> tuple[dict[str, str], Path]:
     return env, project
 
 
-#: pip 26's console script (``PipScriptMaker.script_template`` in pip 26.3): no ``import re``.
-NEW_PIP_SCRIPT = """#!{python}
-import sys
-from cms.ui.entry import main
-if __name__ == '__main__':
-    sys.argv[0] = sys.argv[0].removesuffix('.exe')
-    sys.exit(main())
-"""
-
-
 def child_hook(python: str, package_parent: str) -> tuple[list[str], dict[str, str]]:
     """The command a child's ``--settings`` runs (:func:`cms.engine.claude.hook_command`,
     without its shell), and what it adds to the environment."""
@@ -182,9 +179,7 @@ def hook_rows(tmp: Path, pairs: int) -> list[Row]:
     user_script = timing.user_install(ROOT)
     user_python = str(user_script.parent / "python")
     user_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
-    new_pip = user_script.parent / "cms-newpip"
-    new_pip.write_text(NEW_PIP_SCRIPT.format(python=user_python))
-    new_pip.chmod(0o755)
+    old_wrapper = console_script(tmp / "wrapper-bin", user_python, CONSOLE_SCRIPT)
     where = "import cms, os; print(os.path.dirname(os.path.dirname(cms.__file__)))"
     site = subprocess.run(
         [user_python, "-c", where], env=user_env, check=True, capture_output=True, text=True
@@ -192,7 +187,6 @@ def hook_rows(tmp: Path, pairs: int) -> list[Row]:
     user_child, extra = child_hook(user_python, site)
     user_child_env = {**user_env, **extra}
     user_bare = [user_python, "-c", "pass"]
-    wrapper_re = [user_python, "-c", "import re; re.sub(r'(-script\\.pyw|\\.exe)?$', '', 'cms')"]
     pip_version = subprocess.run(
         [user_python, "-m", "pip", "--version"], env=user_env, check=True, capture_output=True,
         text=True,
@@ -216,11 +210,9 @@ def hook_rows(tmp: Path, pairs: int) -> list[Row]:
     stop_event = json.dumps({"session_id": "p-1", "cwd": str(project), "stop_hook_active": False,
                              "hook_event_name": "Stop"}).encode()  # fmt: skip
     rows = [
-        Row(f"[pip venv] cms hook pre-tool-use, pip {pip_version}'s script  vs  python -c pass",
-            1.5),
-        Row("[pip venv] cms hook pre-tool-use, pip 26.3's script  vs  python -c pass", None),
+        Row(f"[pip venv] cms hook pre-tool-use (pip {pip_version})  vs  python -c pass", 1.5),
         Row("[pip venv] the child's own hook command  vs  python -c pass", None),
-        Row("[pip venv] python -c 'import re' (the older script's own)  vs  python -c pass", None),
+        Row(f"[pip venv] pip {pip_version}'s entry-point wrapper  vs  python -c pass", None),
         Row("[this python] cms hook pre-tool-use  vs  python -c pass", None),
         Row("plugin SessionStart (nothing to say)  vs  python -c pass", 3.0),
         Row("plugin Stop (nothing to say)  vs  python -c pass", 3.0),
@@ -230,10 +222,9 @@ def hook_rows(tmp: Path, pairs: int) -> list[Row]:
     runs = [
         (lambda: timed([str(user_script), "hook", "pre-tool-use"], user_env, stdin),
          lambda: timed(user_bare, user_env)),
-        (lambda: timed([str(new_pip), "hook", "pre-tool-use"], user_env, stdin),
-         lambda: timed(user_bare, user_env)),
         (lambda: timed(user_child, user_child_env, stdin), lambda: timed(user_bare, user_env)),
-        (lambda: timed(wrapper_re, user_env), lambda: timed(user_bare, user_env)),
+        (lambda: timed([str(old_wrapper), "hook", "pre-tool-use"], user_env, stdin),
+         lambda: timed(user_bare, user_env)),
         (lambda: timed(hook, env, stdin), lambda: timed(bare, env)),
         (lambda: timed([hooks, "session-start"], plugin, start_event, project),
          lambda: timed(bare, plugin)),

@@ -501,16 +501,15 @@ def test_hook_imports_only_the_standard_library() -> None:
 HOOK_MAY_LOAD = HOOK_PATH | {"__future__", "_json", "_datetime", "_sha256", "_sha2"}
 
 
-#: How the hook is started: the child's own command (``-S``), and the ``cms`` console
-#: script pip writes (it imports ``re`` itself, before cms starts), each without site
-#: (whose ``.pth`` files here load much of the standard library already), and the
-#: child's command with it.
+#: How the hook is started: the child's own command (``-S``), and the ``cms`` command
+#: (bin/cms: ``sys``, then ``cms.ui.entry``), each without site (whose ``.pth`` files
+#: here load much of the standard library already), and the child's command with it.
 STARTS = {
     "child": ((), "from cms.hooks.child import main; main(['pre-tool-use'])", "pass"),
     "child-no-site": (("-S",), "from cms.hooks.child import main; main(['pre-tool-use'])", "pass"),
     "console-script-no-site": (
-        ("-S",), "import re; from cms.ui.entry import main; main(['hook', 'pre-tool-use'])",
-        "import re",
+        ("-S",), "import sys; from cms.ui.entry import main; main(['hook', 'pre-tool-use'])",
+        "import sys",
     ),
 }  # fmt: skip
 

@@ -330,6 +330,7 @@ def test_a_wheel_carries_the_plugin_and_setup_works_from_it(
     for script in ("cms-run", "cms-hook"):
         info = zipfile.ZipFile(wheel).getinfo(f"cms/plugin/scripts/{script}")
         assert (info.external_attr >> 16) & 0o111, f"{script} lost its exec bit"
+    assert [n for n in names if n.endswith(".data/scripts/cms")], "no cms command in the wheel"
 
     # Installed (deps from this interpreter), setup copies the same plugin as a checkout.
     site = tmp_path / "site"
@@ -339,6 +340,13 @@ def test_a_wheel_carries_the_plugin_and_setup_works_from_it(
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     env = {**claude_env, "PYTHONPATH": str(site)}
+    # The `cms` command (bin/cms) installed with this Python on its first line, and runs.
+    command = site / "bin" / "cms"
+    assert command.read_text().splitlines()[0] == f"#!{sys.executable}"
+    shown = subprocess.run(
+        [str(command), "--version"], env=env, capture_output=True, text=True, check=True
+    ).stdout  # fmt: skip
+    assert shown.startswith("cms, version ")
     where = subprocess.run(
         [sys.executable, "-c", "from cms.ops import setup; print(setup.find_source().kind)"],
         env=env, cwd=tmp_path, capture_output=True, text=True, check=True,
