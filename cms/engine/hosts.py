@@ -10,7 +10,6 @@ contacts it (``cms host check`` does, in :mod:`cms.engine.docker`).
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -102,6 +101,8 @@ def check_settings(image: str | None, memory: str | None) -> None:
 def load(home: Path) -> dict[str, Host]:
     """The user's Docker hosts by name (none when the file does not exist)."""
     path = hosts_file(home)
+    import tomllib  # here, not at import: a local turn reads no hosts file
+
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)

@@ -18,13 +18,13 @@ import fcntl
 import json
 import os
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from cms import __version__
+from cms.base import readers
 from cms.base.errors import BadInput, CorruptRecord, EnvironmentProblem, NotFound
 from cms.base.files import DIR_MODE, FILE_MODE, atomic_write, encodable
 from cms.base.paths import ProjectPaths, valid_name
@@ -194,14 +194,22 @@ class Store:
     def _parse(self, path: Path) -> dict[str, Any]:
         try:
             with open(path, "rb") as handle:
-                return tomllib.load(handle)
+                text = handle.read().decode()
+            # The TOML cms writes, read without tomllib (its import and its parser are a
+            # good part of a command's reads); tomllib for anything else.
+            found = readers.toml_loads(text)
+            if found is not None:
+                return found
+            import tomllib
+
+            return tomllib.loads(text)
         except FileNotFoundError:
             raise
         except NotADirectoryError as exc:
             # A folder on the way is a regular file: the state root is unusable (exit 3),
             # not this record corrupt.
             raise _state_error(path, exc, "read") from exc
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # tomllib.TOMLDecodeError, UnicodeDecodeError
             raise CorruptRecord(str(path), f"not valid TOML ({exc})") from exc
         except OSError as exc:
             raise CorruptRecord(str(path), exc.strerror or str(exc)) from exc
