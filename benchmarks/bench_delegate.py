@@ -21,7 +21,7 @@ install`` does). Its start carries whatever this interpreter's site-packages loa
 start-up (on the project's machines a ``.pth`` that imports certifi, and the editable
 install's finder: about 20 ms more than a venv's start), so D - B is printed apart.
 
-    python benchmarks/bench_delegate.py [--pairs 10] [--latency 0 1]
+    python benchmarks/bench_delegate.py [--pairs 16] [--latency 0 1]
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def cpu_of(run: object, *args: object) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=10)
+    parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument(
         "--latency", type=float, nargs="*", default=[0.0, 1.0],
         help="seconds the stand-in waits before each answer; one series per value",
