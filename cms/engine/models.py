@@ -1,8 +1,8 @@
 """Typed records of what cms keeps on disk: a session and a project's settings.
 
 The field names here are the on-disk contract: the hook entry points read the same
-TOML files with :mod:`tomllib` alone (they never load this module), through the keys of
-:class:`cms.base.vocab.Record`, which a test holds equal to these fields.
+TOML files with :mod:`cms.base.readers` alone (they never load this module), through the
+keys of :class:`cms.base.vocab.Record`, which a test holds equal to these fields.
 ``schema_version`` lets a later cms migrate older records; a record from a newer cms
 is refused by name rather than misread.
 

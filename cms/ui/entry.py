@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 def main_and_leave(args: list[str]) -> NoReturn:
     """The click CLI (:func:`cms.ui.cli.main`) as a process runs it, then the process
     ends at once: with the output flushed nothing is left to do, and tearing down an
-    interpreter that loaded pydantic and click costs tens of milliseconds of every
+    interpreter that loaded click and the API costs tens of milliseconds of every
     command (a delegation's fixed cost; README, Performance). An uncaught exception
     still ends it the usual way."""
     import os
