@@ -116,6 +116,25 @@ def load_toml(path: str) -> dict[str, Any]:
     return found
 
 
+def load_records(folder: str) -> list[dict[str, Any]]:
+    """Every session record in ``folder`` (``NAME.toml``, by name) as :func:`load_toml`
+    reads it; one that cannot be read (gone meanwhile, damaged) is left out."""
+    import os
+
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if name.endswith(".toml") and not name.startswith("."):
+            try:
+                found.append(load_toml(os.path.join(folder, name)))
+            except (OSError, ValueError):  # tomllib.TOMLDecodeError, UnicodeDecodeError
+                continue
+    return found
+
+
 def toml_loads(text: str) -> dict[str, Any] | None:
     """``tomllib.loads(text)`` for the TOML cms writes; None for anything else (then
     ask :mod:`tomllib`, which reads it or says what is wrong)."""

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cms.base import paths
+from cms.base import paths, readers
 from cms.base.errors import BadInput, CorruptRecord, EnvironmentProblem
 from cms.base.files import atomic_write
 from cms.engine.models import InvalidRecord, Model, at_least, more_than
@@ -101,14 +101,11 @@ def check_settings(image: str | None, memory: str | None) -> None:
 def load(home: Path) -> dict[str, Host]:
     """The user's Docker hosts by name (none when the file does not exist)."""
     path = hosts_file(home)
-    import tomllib  # here, not at import: a local turn reads no hosts file
-
     try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+        data = readers.load_toml(str(path))
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError, UnicodeDecodeError
         raise CorruptRecord(str(path), str(exc)) from exc
     found: dict[str, Host] = {}
     table = data.get("hosts", {})

@@ -193,16 +193,9 @@ class Store:
 
     def _parse(self, path: Path) -> dict[str, Any]:
         try:
-            with open(path, "rb") as handle:
-                text = handle.read().decode()
             # The TOML cms writes, read without tomllib (its import and its parser are a
             # good part of a command's reads); tomllib for anything else.
-            found = readers.toml_loads(text)
-            if found is not None:
-                return found
-            import tomllib
-
-            return tomllib.loads(text)
+            return readers.load_toml(str(path))
         except FileNotFoundError:
             raise
         except NotADirectoryError as exc:

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cms.base import paths
+from cms.base import paths, readers
 from cms.hooks import events, spend
 
 if TYPE_CHECKING:
@@ -197,23 +197,9 @@ def _record_cwds(where: paths.ProjectPaths) -> list[str]:
 
 
 def records(where: paths.ProjectPaths) -> list[dict[str, Any]]:
-    """The project's session records, as the hooks read them (:mod:`tomllib`, loaded
-    only when the project has any)."""
-    try:
-        names = sorted(os.listdir(where.sessions_dir))
-    except OSError:
-        return []
-    import tomllib
-
-    found = []
-    for name in names:
-        if name.endswith(".toml") and not name.startswith("."):
-            try:
-                with open(where.sessions_dir / name, "rb") as handle:
-                    found.append(tomllib.load(handle))
-            except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-                continue
-    return found
+    """The project's session records, as the hooks read them
+    (:func:`cms.base.readers.load_records`)."""
+    return readers.load_records(str(where.sessions_dir))
 
 
 def reason(event: Mapping[str, Any], env: Mapping[str, str], now: float) -> str | None:

@@ -18,7 +18,7 @@
   (:mod:`cms.engine.notices`); each ending is told once, and only to its parent.
   ``scripts/cms-hook`` starts this only when a note for this parent exists.
 
-All read with :mod:`tomllib`, :mod:`json` and the standard library only: they run at
+All read with :mod:`cms.base.readers`, :mod:`json` and the standard library only: they run at
 every start, stop and prompt of the user's sessions. (The plugin's argument-taking slash
 commands, which need the whole of cms, run from :mod:`cms.ui.slash`.)
 """
@@ -29,13 +29,12 @@ import json
 import os
 import shlex
 import sys
-import tomllib
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cms.base import paths, vocab
+from cms.base import paths, readers, vocab
 from cms.engine import notices, procs
 from cms.hooks import events
 
@@ -46,27 +45,15 @@ ENDED = vocab.ENDED
 def _records(env: Mapping[str, str], cwd: str | None) -> list[dict[str, Any]]:
     project = paths.resolve_project(None, env, Path(cwd) if cwd else None)
     where = paths.ProjectPaths.for_project(project, paths.cms_home(env))
-    found: list[dict[str, Any]] = []
-    try:
-        names = sorted(os.listdir(where.sessions_dir))
-    except OSError:
-        return found
-    for entry in names:
-        if not entry.endswith(".toml") or entry.startswith("."):
-            continue
-        try:
-            with open(where.sessions_dir / entry, "rb") as handle:
-                data = tomllib.load(handle)
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-            continue
+    found = readers.load_records(str(where.sessions_dir))
+    for data in found:
         if data.get("status") == "running" and not _supervisor_alive(data):
             data["status"] = "interrupted"
-        found.append(data)
     return found
 
 
 def _supervisor_alive(record: Mapping[str, Any]) -> bool:
-    """:func:`cms.engine.procs.supervisor_alive` on a record read with tomllib."""
+    """:func:`cms.engine.procs.supervisor_alive` on a record as the hooks read it."""
 
     def field(key: str, kind: type) -> Any:
         value = record.get(key)
