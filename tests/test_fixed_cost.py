@@ -139,3 +139,15 @@ def test_a_delegation_loads_no_module_it_does_not_use() -> None:
     }  # fmt: skip
     assert loaded & unused == set()
     assert {"cms.ops.turns", "cms.engine.launcher", "cms.engine.supervisor"} <= loaded
+
+
+def test_every_name_of_the_api_is_found_where_the_package_says() -> None:
+    # cms.ops imports each operation on first use, from a table of where it lives: a
+    # name listed but missing from the table (or misplaced) fails here, not in a command.
+    code = (
+        "from cms import ops; missing = sorted(set(ops.__all__) ^ set(ops._WHERE)); "
+        "[getattr(ops, n) for n in ops.__all__]; print(missing)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
